@@ -1,0 +1,1 @@
+"""Concrete data providers, one module each."""
