@@ -1,0 +1,116 @@
+"""Checkpointed stages: skip what is done, write output and checkpoint in one transaction.
+
+A stage is two functions: ``compute()`` (may call providers or pure maths;
+writes nothing) and ``persist(tx, result)`` (writes the stage's output rows in
+the given transaction and returns a reference to them).  :func:`run_stage`
+
+* skips the stage when its checkpoint for (flow, as_of) is ``completed`` with
+  the same input fingerprint, unless the run is forced;
+* otherwise computes, then persists the output and upserts the checkpoint in
+  the **same** transaction, so a crash leaves either both or neither;
+* on failure records a ``failed`` checkpoint (its own transaction) and re-raises.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from sqlalchemy import Connection
+
+from tasks.context import RunContext
+from tiller.store.repo import utcnow
+
+T = TypeVar("T")
+
+# Fault injection for the crash-and-resume tests: TILLER_FAULT_INJECT=<stage>:before_commit
+# kills the process inside the stage's transaction, as a SIGKILL would.
+FAULT_ENV = "TILLER_FAULT_INJECT"
+
+
+@dataclass(frozen=True)
+class StageOutcome:
+    """What happened to one stage in this run."""
+
+    stage: str
+    status: str  # completed | skipped | blocked | failed
+    output_ref: str | None
+    value: Any = None
+
+
+def fingerprint(*parts: Any) -> str:
+    """SHA-256 of the JSON form of ``parts`` (dates and paths via ``str``)."""
+    payload = json.dumps(parts, sort_keys=True, default=str).encode()
+    return hashlib.sha256(payload).hexdigest()
+
+
+def run_stage(
+    ctx: RunContext,
+    stage: str,
+    input_fingerprint: str,
+    compute: Callable[[], T],
+    persist: Callable[[Connection, T], tuple[str, str]],
+) -> StageOutcome:
+    """Run ``stage`` once for (flow, as_of); see the module docstring.
+
+    ``persist`` returns ``(status, output_ref)``; status is ``completed`` or
+    ``blocked`` (the stage ran and its output says later stages must not).
+    """
+    store = ctx.store
+    previous = store.checkpoint(ctx.flow, ctx.as_of, stage)
+    if (
+        not ctx.force
+        and previous is not None
+        and previous.status == "completed"
+        and previous.input_fingerprint == input_fingerprint
+    ):
+        return StageOutcome(stage, "skipped", previous.output_ref)
+    started = utcnow()
+    try:
+        result = compute()
+        with store.transaction() as tx:
+            status, ref = persist(tx, result)
+            store.write_checkpoint(
+                    tx,
+                flow=ctx.flow,
+                as_of=ctx.as_of,
+                stage=stage,
+                status=status,
+                run_id=ctx.run_id,
+                started_at=started,
+                input_fingerprint=input_fingerprint,
+                output_ref=ref,
+            )
+            if os.environ.get(FAULT_ENV) == f"{stage}:before_commit":
+                os._exit(137)
+    except Exception as exc:
+        _record_failure(ctx, stage, started, input_fingerprint, exc)
+        raise
+    return StageOutcome(stage, status, ref, result)
+
+
+def _record_failure(
+    ctx: RunContext, stage: str, started: Any, input_fingerprint: str, exc: Exception
+) -> None:
+    """Mark the stage failed; never let this bookkeeping hide the original error."""
+    try:
+        with ctx.store.transaction() as tx:
+            ctx.store.write_checkpoint(
+                    tx,
+                flow=ctx.flow,
+                as_of=ctx.as_of,
+                stage=stage,
+                status="failed",
+                run_id=ctx.run_id,
+                started_at=started,
+                input_fingerprint=input_fingerprint,
+                output_ref=None,
+                error=str(exc)[:4000],
+            )
+    except Exception:  # the database itself may be what failed
+        logging.getLogger(__name__).exception("could not record the failure of stage %s", stage)

@@ -1,0 +1,137 @@
+"""The ingest stage: fetch what is missing up to ``as_of``, upsert it, log every source."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Connection, delete
+
+from tasks.checkpoint import StageOutcome, fingerprint, run_stage
+from tasks.context import RunContext
+from tiller import calendars
+from tiller.data.base import SeriesKind
+from tiller.data.factory import build_chain, series_specs
+from tiller.data.ingest import IngestFailed, IngestResult, plan_ingest, run_ingest
+from tiller.store.repo import CROSS_CHECKS, INGEST_LOG
+
+STAGE = "ingest"
+
+
+def ingest_stage(ctx: RunContext) -> StageOutcome:
+    """Run the ingest stage for ``ctx.as_of`` (checkpointed; see :func:`tasks.checkpoint.run_stage`).
+
+    With ``force`` the ``as_of`` session itself is fetched again (revisions
+    replace stored values); otherwise only sessions after the last stored bar.
+    """
+    settings = ctx.settings
+    specs = series_specs(settings)
+    key = fingerprint(
+        ctx.as_of,
+        [(s.series, s.kind) for s in specs],
+        [str(s) for s in settings.data_sources],
+        settings.history_start,
+    )
+
+    def compute() -> IngestResult:
+        last = {**ctx.store.last_bar_dates(ctx.as_of), **ctx.store.last_macro_dates(ctx.as_of)}
+        if ctx.force:
+            for spec in specs:
+                if spec.series in last and spec.kind is SeriesKind.BAR:
+                    previous = calendars.last_session(
+                        spec.calendar or "XNYS", ctx.as_of - timedelta(days=1)
+                    )
+                    last[spec.series] = min(last[spec.series], previous)
+        plans = plan_ingest(specs, last, ctx.as_of, settings.history_start)
+        chain = build_chain(settings)
+        sessions = settings.data.cross_check_sessions if settings.data.cross_check else None
+        return run_ingest(plans, chain, ctx.as_of, sessions)
+
+    def persist(tx: Connection, result: IngestResult) -> tuple[str, str]:
+        store = ctx.store
+        # One current ingest log per (as_of): a forced rerun replaces it.
+        tx.execute(delete(INGEST_LOG).where(INGEST_LOG.c.as_of == ctx.as_of))
+        tx.execute(delete(CROSS_CHECKS).where(CROSS_CHECKS.c.as_of == ctx.as_of))
+        rows = []
+        for fetched in result.fetched:
+            request, frame = fetched.request, fetched.frame
+            if fetched.source is not None:
+                if request.kind is SeriesKind.BAR:
+                    store.upsert_bars(tx, request.series, frame, fetched.source)
+                else:
+                    store.upsert_macro(tx, request.series, frame, fetched.source)
+            status = "ingested" if fetched.source else ("failed" if fetched.failed else "no_data")
+            rows.append(
+                {
+                    "run_id": ctx.run_id,
+                    "as_of": ctx.as_of,
+                    "series": request.series,
+                    "kind": request.kind.value,
+                    "status": status,
+                    "source": fetched.source,
+                    "rows": len(frame),
+                    "first_date": frame["date"].iloc[0].date() if len(frame) else None,
+                    "last_date": frame["date"].iloc[-1].date() if len(frame) else None,
+                    "attempts": "; ".join(str(a) for a in fetched.attempts),
+                    "error": fetched.errors or None,
+                }
+            )
+        for spec in result.up_to_date:
+            rows.append(
+                {
+                    "run_id": ctx.run_id,
+                    "as_of": ctx.as_of,
+                    "series": spec.series,
+                    "kind": spec.kind.value,
+                    "status": "up_to_date",
+                    "source": None,
+                    "rows": 0,
+                    "first_date": None,
+                    "last_date": None,
+                    "attempts": "",
+                    "error": None,
+                }
+            )
+        store.insert(tx, INGEST_LOG, rows)
+        store.insert(
+            tx,
+            CROSS_CHECKS,
+            [
+                {
+                    "run_id": ctx.run_id,
+                    "as_of": ctx.as_of,
+                    "series": d.series,
+                    "date": d.date.date(),
+                    "primary_source": d.primary_source,
+                    "secondary_source": d.secondary_source,
+                    "primary_close": d.primary_close,
+                    "secondary_close": d.secondary_close,
+                    "deviation": d.deviation,
+                }
+                for d in result.deviations
+            ],
+        )
+        return "completed", f"ingest_log?as_of={ctx.as_of.isoformat()}"
+
+    return run_stage(ctx, STAGE, key, compute, persist)
+
+
+def _retry_when_transient(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
+    """Retry only when every failing source failed transiently (rate limit, 5xx, timeout)."""
+    try:
+        state.result()
+    except IngestFailed as exc:
+        return exc.transient
+    except Exception:
+        return False
+    return False
+
+
+ingest = task(
+    name=STAGE,
+    retries=2,
+    retry_delay_seconds=[10, 60],
+    retry_condition_fn=_retry_when_transient,
+    cache_policy=NO_CACHE,
+)(ingest_stage)

@@ -1,0 +1,122 @@
+"""The validate stage: run the data-quality suite on what ingest wrote; persist the report."""
+
+from __future__ import annotations
+
+from datetime import date, timedelta
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Connection, delete, select
+
+from tasks.checkpoint import StageOutcome, fingerprint, run_stage
+from tasks.context import RunContext
+from tiller.store.repo import CROSS_CHECKS, DQ_FINDINGS, DQ_REPORTS, INGEST_LOG, utcnow
+from tiller.validation import QualityReport, validate_market_data
+
+STAGE = "validate"
+
+
+def _window_starts(ctx: RunContext, symbols: list[str]) -> dict[str, date]:
+    """Per series, the first session to validate: the first one ingested for this ``as_of``,
+    or the last stored bar when nothing new arrived (so staleness is still checked)."""
+    log = ctx.store.select(
+        select(INGEST_LOG.c.series, INGEST_LOG.c.first_date).where(
+            INGEST_LOG.c.as_of == ctx.as_of, INGEST_LOG.c.kind == "bar"
+        )
+    )
+    ingested = {
+        row.series: row.first_date for row in log.itertuples() if row.first_date is not None
+    }
+    last = ctx.store.last_bar_dates(ctx.as_of)
+    return {s: ingested.get(s) or last[s] for s in symbols if s in ingested or s in last}
+
+
+def load_inputs(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFrame]:
+    """The bars to validate, the close before each series' window, and cross-source checks."""
+    settings = ctx.settings
+    symbols = [*settings.symbols, settings.volatility_index]
+    starts = _window_starts(ctx, symbols)
+    if not starts:
+        empty = pd.DataFrame(columns=["symbol", "date", "open", "high", "low", "close"])
+        return empty, pd.DataFrame(columns=["symbol", "close"]), pd.DataFrame()
+    # a few extra days back to find the close before each window (weekends, holidays)
+    earliest = min(starts.values()) - timedelta(days=10)
+    bars = ctx.store.load_bars(list(starts), earliest, ctx.as_of)
+    window_start = bars["symbol"].map({s: pd.Timestamp(d) for s, d in starts.items()})
+    before = bars[bars["date"] < window_start]
+    previous = before.groupby("symbol", as_index=False).last()[["symbol", "close"]]
+    window = bars[bars["date"] >= window_start].reset_index(drop=True)
+    deviations = ctx.store.select(select(CROSS_CHECKS).where(CROSS_CHECKS.c.as_of == ctx.as_of))
+    if not deviations.empty:
+        deviations["date"] = pd.to_datetime(deviations["date"])
+    return window, previous, deviations
+
+
+def validate_stage(ctx: RunContext) -> StageOutcome:
+    """Validate the ingested data for ``ctx.as_of``; status ``blocked`` on a blocking finding."""
+    settings = ctx.settings
+    window, previous, deviations = load_inputs(ctx)
+    key = fingerprint(
+        ctx.as_of,
+        settings.validation.model_dump(),
+        int(pd.util.hash_pandas_object(window, index=False).sum()) if len(window) else 0,
+        len(deviations),
+    )
+
+    def compute() -> QualityReport:
+        return validate_market_data(
+            window,
+            ctx.as_of,
+            settings.validation,
+            calendar_of={s: settings.calendar_of(s) for s in window["symbol"].unique()},
+            index_series=[settings.volatility_index],
+            deviations=deviations,
+            previous_close=previous,
+            expected_series=[*settings.symbols, settings.volatility_index],
+        )
+
+    def persist(tx: Connection, report: QualityReport) -> tuple[str, str]:
+        store = ctx.store
+        old = select(DQ_REPORTS.c.id).where(DQ_REPORTS.c.as_of == ctx.as_of)
+        tx.execute(delete(DQ_FINDINGS).where(DQ_FINDINGS.c.report_id.in_(old)))
+        tx.execute(delete(DQ_REPORTS).where(DQ_REPORTS.c.as_of == ctx.as_of))
+        report_id = store.insert_one(
+            tx,
+            DQ_REPORTS,
+            {
+                "run_id": ctx.run_id,
+                "as_of": ctx.as_of,
+                "status": report.status,
+                "series_checked": report.series_checked,
+                "rows_checked": report.rows_checked,
+                "expectations_run": report.expectations_run,
+                "blocking": len(report.blocking),
+                "warnings": len(report.warnings),
+                "created_at": utcnow(),
+            },
+        )
+        store.insert(
+            tx,
+            DQ_FINDINGS,
+            [
+                {
+                    "report_id": report_id,
+                    "series": f.series,
+                    "date": f.date,
+                    "check": f.check,
+                    "severity": f.severity,
+                    "observed": f.observed,
+                    "threshold": f.threshold,
+                    "message": f.message,
+                }
+                for f in report.findings
+            ],
+        )
+        status = "blocked" if report.status == "blocked" else "completed"
+        return status, f"data_quality_reports:{report_id}"
+
+    return run_stage(ctx, STAGE, key, compute, persist)
+
+
+validate = task(name=STAGE, cache_policy=NO_CACHE)(validate_stage)

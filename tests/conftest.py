@@ -1,0 +1,94 @@
+"""Shared fixtures: a database per test on SQLite (always) and PostgreSQL (when
+``TILLER_TEST_DATABASE_URL`` names a server), settings rooted in a temp folder, and
+a Prefect API for the flow tests."""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("PREFECT_SERVER_ANALYTICS_ENABLED", "false")
+os.environ.setdefault("YF_TELEMETRY", "0")
+
+REPO = Path(__file__).resolve().parents[1]
+SHARED = REPO.parent / "shared"
+MARKET = SHARED / "data" / "market"
+PG_URL = os.environ.get("TILLER_TEST_DATABASE_URL")
+
+# Environment variables a developer's shell may set that would leak into the settings.
+_TILLER_ENV = [k for k in os.environ if k.startswith("TILLER_") and k != "TILLER_TEST_DATABASE_URL"]
+
+
+@pytest.fixture(autouse=True)
+def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
+    for key in _TILLER_ENV + [
+        "MASSIVE_API_KEY", "POLYGON_API_KEY", "ALPACA_API_KEY", "ALPACA_SECRET_KEY",
+        "APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "FRED_API_KEY",
+    ]:
+        monkeypatch.delenv(key, raising=False)
+    from tiller.data.chain import reset_breakers
+
+    reset_breakers()
+
+
+def _pg_database() -> Iterator[str]:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    assert PG_URL
+    admin_url = make_url(PG_URL).set(drivername="postgresql+psycopg")
+    name = f"tiller_t_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(admin_url, isolation_level="AUTOCOMMIT")
+    with admin.connect() as connection:
+        connection.execute(text(f'CREATE DATABASE "{name}"'))
+    try:
+        yield admin_url.set(database=name).render_as_string(hide_password=False)
+    finally:
+        with admin.connect() as connection:
+            connection.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+        admin.dispose()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def db_url(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[str]:
+    """A fresh, empty database: SQLite always, PostgreSQL when TILLER_TEST_DATABASE_URL is set."""
+    if request.param == "sqlite":
+        yield f"sqlite:///{tmp_path / 'tiller.db'}"
+    elif not PG_URL:
+        pytest.skip("TILLER_TEST_DATABASE_URL not set: PostgreSQL tests skipped")
+    else:
+        yield from _pg_database()
+
+
+@pytest.fixture
+def sqlite_url(tmp_path: Path) -> str:
+    return f"sqlite:///{tmp_path / 'tiller.db'}"
+
+
+@pytest.fixture
+def make_settings(tmp_path: Path) -> Callable[..., Any]:
+    """Settings rooted in the test's temp folder; keyword arguments override config."""
+    from tiller.settings import load_settings
+
+    def make(**overrides: Any) -> Any:
+        overrides.setdefault("home", tmp_path / "home")
+        return load_settings(**overrides)
+
+    return make
+
+
+@pytest.fixture(scope="session")
+def prefect_api() -> Iterator[str]:
+    """A temporary Prefect API (real server, temporary database) for the flow tests."""
+    os.environ.setdefault("PREFECT_SERVER_EPHEMERAL_STARTUP_TIMEOUT_SECONDS", "120")
+    from prefect.settings import get_current_settings
+    from prefect.testing.utilities import prefect_test_harness
+
+    with prefect_test_harness(server_startup_timeout=120):
+        yield str(get_current_settings().api.url)

@@ -1,0 +1,366 @@
+"""The one typed settings object: ``config/*.yaml`` defaults plus environment variables.
+
+Precedence (highest first): keyword arguments, environment variables
+(``TILLER_<KEY>``, nested with ``__``; provider keys under their vendors'
+usual names), the YAML files in the config folder (``TILLER_CONFIG_DIR``,
+default ``<repo>/config``).  A bad value raises :class:`~tiller.errors.ConfigError`
+naming the environment variable / config key and what is allowed.
+"""
+
+from __future__ import annotations
+
+import os
+import re
+from dataclasses import dataclass
+from datetime import date
+from functools import cached_property
+from pathlib import Path
+from typing import Annotated, Any, Literal
+
+import yaml
+from pydantic import (
+    AliasChoices,
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
+from pydantic_settings import (
+    BaseSettings,
+    NoDecode,
+    PydanticBaseSettingsSource,
+    SettingsConfigDict,
+)
+
+from tiller.errors import ConfigError
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+SOURCE_KINDS = ("synthetic", "csv", "yfinance", "massive", "alpaca", "fred")
+_SYMBOL = re.compile(r"^[A-Z0-9][A-Z0-9.\-^=]{0,14}$")
+
+
+def config_dir() -> Path:
+    """The folder holding the YAML defaults (``TILLER_CONFIG_DIR`` or ``<repo>/config``)."""
+    return Path(os.environ.get("TILLER_CONFIG_DIR") or REPO_ROOT / "config")
+
+
+class _Frozen(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class AssetSpec(_Frozen):
+    """One row of the universe table."""
+
+    name: str = ""
+    asset_class: Literal[
+        "equity", "sector", "bond", "commodity", "real_estate", "international", "crypto"
+    ]
+    max_weight: float = Field(gt=0, le=1)
+    stop_loss: float = Field(gt=0, lt=1)
+    calendar: Literal["XNYS", "24/7"] = "XNYS"
+    cost_class: str = "etf"
+
+
+class CostSpec(_Frozen):
+    """Trading costs as fractions of traded notional."""
+
+    commission: float = Field(ge=0, lt=0.1)
+    slippage: float = Field(ge=0, lt=0.1)
+
+
+class DataConfig(_Frozen):
+    """Ingestion behaviour (``config/data.yaml``)."""
+
+    failure_threshold: int = Field(3, ge=1)
+    cooldown_seconds: float = Field(300, ge=0)
+    cross_check: bool = True
+    cross_check_sessions: int = Field(5, ge=1)
+    timeout_seconds: float = Field(15, gt=0)
+    csv_macro_dir: Path | None = None
+    yfinance_url: str | None = None
+    massive_url: str | None = None
+    alpaca_data_url: str | None = None
+    fred_url: str | None = None
+
+
+Severity = Literal["blocking", "warning"]
+CHECKS = (
+    "not_null",
+    "positive_prices",
+    "ohlc_consistency",
+    "jump",
+    "missing_sessions",
+    "stale",
+    "cross_source",
+)
+
+
+class ValidationConfig(_Frozen):
+    """Data-quality checks (``config/validation.yaml``)."""
+
+    severity: dict[str, Severity]
+    index_severity: dict[str, Severity] = Field(default_factory=dict)
+    jump_threshold: float = Field(0.5, gt=0)
+    missing_threshold: float = Field(0.05, ge=0, le=1)
+    stale_tolerance_sessions: int = Field(0, ge=0)
+    cross_source_threshold: float = Field(0.01, gt=0)
+    context_sessions: int = Field(1, ge=0)
+
+    @field_validator("severity", "index_severity")
+    @classmethod
+    def _known_checks(cls, value: dict[str, Severity]) -> dict[str, Severity]:
+        unknown = set(value) - set(CHECKS)
+        if unknown:
+            raise ValueError(f"unknown check(s) {sorted(unknown)}; known: {', '.join(CHECKS)}")
+        return value
+
+    @model_validator(mode="after")
+    def _every_check_has_a_severity(self) -> ValidationConfig:
+        missing = set(CHECKS) - set(self.severity)
+        if missing:
+            raise ValueError(f"validation.severity has no entry for {sorted(missing)}")
+        return self
+
+    def severity_of(self, check: str, is_index: bool) -> Severity:
+        """Severity of ``check`` for a tradable series or (relaxed) for an index."""
+        if is_index and check in self.index_severity:
+            return self.index_severity[check]
+        return self.severity[check]
+
+
+@dataclass(frozen=True)
+class DataSource:
+    """One entry of ``TILLER_DATA_SOURCES``: a provider kind and, for ``csv``, its folder."""
+
+    kind: str
+    path: Path | None = None
+
+    def __str__(self) -> str:
+        return f"csv:{self.path}" if self.kind == "csv" else self.kind
+
+
+def parse_data_sources(value: Any) -> list[DataSource]:
+    """Parse ``"synthetic,csv:/data/market,yfinance"`` into :class:`DataSource` entries."""
+    if isinstance(value, str):
+        items = [part.strip() for part in value.split(",") if part.strip()]
+    elif isinstance(value, list | tuple):
+        items = [str(part).strip() for part in value]
+    else:
+        raise ValueError("expected a comma-separated string")
+    if not items:
+        raise ValueError(f"no data source given; allowed: {', '.join(SOURCE_KINDS)} (csv:<dir>)")
+    sources: list[DataSource] = []
+    for item in items:
+        kind, _, arg = item.partition(":")
+        kind = kind.strip().lower()
+        if kind == "polygon":
+            kind = "massive"
+        if kind not in SOURCE_KINDS:
+            raise ValueError(
+                f"unknown data source {item!r}; allowed: synthetic, csv:<dir>, yfinance, "
+                "massive, alpaca, fred"
+            )
+        if kind == "csv":
+            if not arg:
+                raise ValueError("csv needs a folder: csv:<dir>, e.g. csv:../shared/data/market")
+            sources.append(DataSource("csv", Path(arg).expanduser().resolve()))
+        elif arg:
+            raise ValueError(f"data source {kind!r} takes no argument (got {item!r})")
+        else:
+            sources.append(DataSource(kind))
+    kinds = [str(s) for s in sources]
+    if len(set(kinds)) != len(kinds):
+        raise ValueError(f"a data source is listed twice: {value!r}")
+    return sources
+
+
+class _YamlConfigSource(PydanticBaseSettingsSource):
+    """Merge the top-level keys of every ``*.yaml`` in the config folder."""
+
+    def __init__(self, settings_cls: type[BaseSettings], folder: Path):
+        super().__init__(settings_cls)
+        self.folder = folder
+
+    def get_field_value(self, field: Any, field_name: str) -> tuple[Any, str, bool]:
+        return None, field_name, False  # unused: __call__ returns everything at once
+
+    def __call__(self) -> dict[str, Any]:
+        if not self.folder.is_dir():
+            raise ConfigError(
+                f"config folder {self.folder} does not exist; set TILLER_CONFIG_DIR to the "
+                "folder holding tiller.yaml and universe.yaml"
+            )
+        merged: dict[str, Any] = {}
+        origin: dict[str, Path] = {}
+        for path in sorted(self.folder.glob("*.yaml")):
+            try:
+                content = yaml.safe_load(path.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+            if not isinstance(content, dict):
+                raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+            for key, value in content.items():
+                if key in merged:
+                    raise ConfigError(f"config key {key!r} is set in both {origin[key]} and {path}")
+                merged[key] = value
+                origin[key] = path
+        return merged
+
+
+class Settings(BaseSettings):
+    """Everything Tiller reads from configuration, typed and validated once."""
+
+    model_config = SettingsConfigDict(
+        env_prefix="TILLER_",
+        env_nested_delimiter="__",
+        extra="forbid",
+        frozen=True,
+    )
+
+    home: Path = Path("var")
+    database_url: str | None = None
+    data_sources: Annotated[list[DataSource], NoDecode] = Field(
+        default_factory=lambda: [DataSource("synthetic")]
+    )
+    universe: str = "core"
+    history_start: date = date(2016, 1, 4)
+    synthetic_seed: int = 7
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+
+    assets: dict[str, AssetSpec]
+    universe_groups: dict[str, list[str]]
+    costs: dict[str, CostSpec]
+    volatility_index: str = "VIX"
+    macro_series: list[str] = Field(default_factory=list)
+
+    data: DataConfig = Field(default_factory=DataConfig)
+    validation: ValidationConfig
+
+    # Provider credentials: environment only, never logged (SecretStr).
+    massive_api_key: SecretStr | None = Field(
+        None,
+        validation_alias=AliasChoices(
+            "TILLER_MASSIVE_API_KEY", "MASSIVE_API_KEY", "POLYGON_API_KEY"
+        ),
+    )
+    alpaca_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ALPACA_API_KEY", "APCA_API_KEY_ID")
+    )
+    alpaca_secret_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("ALPACA_SECRET_KEY", "APCA_API_SECRET_KEY")
+    )
+    fred_api_key: SecretStr | None = Field(
+        None, validation_alias=AliasChoices("TILLER_FRED_API_KEY", "FRED_API_KEY")
+    )
+
+    @classmethod
+    def settings_customise_sources(
+        cls,
+        settings_cls: type[BaseSettings],
+        init_settings: PydanticBaseSettingsSource,
+        env_settings: PydanticBaseSettingsSource,
+        dotenv_settings: PydanticBaseSettingsSource,
+        file_secret_settings: PydanticBaseSettingsSource,
+    ) -> tuple[PydanticBaseSettingsSource, ...]:
+        return (init_settings, env_settings, _YamlConfigSource(settings_cls, config_dir()))
+
+    @field_validator("data_sources", mode="before")
+    @classmethod
+    def _parse_sources(cls, value: Any) -> Any:
+        if isinstance(value, list) and all(isinstance(v, DataSource) for v in value):
+            return value
+        return parse_data_sources(value)
+
+    @field_validator("database_url", mode="before")
+    @classmethod
+    def _blank_url(cls, value: Any) -> Any:
+        return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="after")
+    def _check_universe(self) -> Settings:
+        for group, symbols in self.universe_groups.items():
+            unknown = [s for s in symbols if s not in self.assets]
+            if unknown:
+                raise ValueError(f"universe group {group!r} names assets not in `assets`: {unknown}")
+        for symbol, spec in self.assets.items():
+            if spec.cost_class not in self.costs:
+                raise ValueError(
+                    f"asset {symbol} has cost_class {spec.cost_class!r}; "
+                    f"allowed: {sorted(self.costs)}"
+                )
+        try:
+            self._resolve_universe()
+        except ValueError as exc:
+            raise ValueError(f"TILLER_UNIVERSE (config key 'universe') (got {self.universe!r}): {exc}")
+        return self
+
+    def _resolve_universe(self) -> list[str]:
+        raw = self.universe.strip()
+        if raw.lower() in self.universe_groups:
+            return list(self.universe_groups[raw.lower()])
+        symbols = [s.strip() for s in raw.split(",") if s.strip()]
+        allowed = f"{', '.join(self.universe_groups)}, or a comma list of {', '.join(self.assets)}"
+        if not symbols:
+            raise ValueError(f"empty universe; allowed: {allowed}")
+        bad = [s for s in symbols if not _SYMBOL.match(s) or s not in self.assets]
+        if bad:
+            raise ValueError(f"unknown symbol(s) {', '.join(bad)}; allowed: {allowed}")
+        if len(set(symbols)) != len(symbols):
+            raise ValueError(f"a symbol is listed twice in {raw!r}")
+        return symbols
+
+    @cached_property
+    def symbols(self) -> list[str]:
+        """The resolved universe: tradable symbols in configured order."""
+        return self._resolve_universe()
+
+    @property
+    def home_dir(self) -> Path:
+        """``TILLER_HOME`` as an absolute path."""
+        return self.home.expanduser().resolve()
+
+    @property
+    def db_url(self) -> str:
+        """The database URL: ``TILLER_DATABASE_URL`` or the SQLite file under ``TILLER_HOME``."""
+        return self.database_url or f"sqlite:///{self.home_dir / 'tiller.db'}"
+
+    def asset(self, symbol: str) -> AssetSpec:
+        """The universe-table row of ``symbol``."""
+        return self.assets[symbol]
+
+    def calendar_of(self, series: str) -> str:
+        """Exchange-calendars name for a bar series (the volatility index trades on XNYS)."""
+        spec = self.assets.get(series)
+        return spec.calendar if spec else "XNYS"
+
+
+_ENV_NAMES = {
+    "massive_api_key": "MASSIVE_API_KEY",
+    "alpaca_api_key": "ALPACA_API_KEY",
+    "alpaca_secret_key": "ALPACA_SECRET_KEY",
+    "fred_api_key": "FRED_API_KEY",
+}
+
+
+def _describe(error: dict[str, Any]) -> str:
+    loc = [str(part) for part in error.get("loc", ())]
+    message = str(error.get("msg", "invalid value")).removeprefix("Value error, ")
+    if not loc:
+        return message
+    env = _ENV_NAMES.get(loc[0]) or "TILLER_" + "__".join(p.upper() for p in loc[:2])
+    key = ".".join(loc)
+    value = error.get("input")
+    shown = "" if loc[0] in _ENV_NAMES or isinstance(value, dict) else f" (got {value!r})"
+    return f"{env} (config key '{key}'){shown}: {message}"
+
+
+def load_settings(**overrides: Any) -> Settings:
+    """Build :class:`Settings`, turning validation errors into one readable :class:`ConfigError`."""
+    try:
+        return Settings(**overrides)
+    except ValidationError as exc:
+        lines = [_describe(dict(e)) for e in exc.errors()]
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

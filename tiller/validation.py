@@ -1,0 +1,329 @@
+"""The validate stage's maths: a great-expectations suite over freshly ingested data.
+
+Pure: frames and config in, a :class:`QualityReport` out; no Prefect, no
+database.  Three batches are validated, each with its own suite:
+
+``bars`` (one row per series and session; SPEC stage 2)
+    not_null          open/high/low/close present
+    positive_prices   open/high/low/close > 0
+    ohlc_consistency  high >= max(open, close) and min(open, close) >= low
+    jump              |close_t / close_{t-1} - 1| <= jump_threshold
+``coverage`` (one row per series)
+    missing_sessions  share of calendar sessions between the series' first and
+                      last validated bar that have no bar <= missing_threshold
+    stale             sessions of the series' calendar after its last bar, up
+                      to as_of, <= stale_tolerance_sessions
+``cross_source`` (one row per series and session served by two sources)
+    cross_source      |secondary close / primary close - 1| <= threshold
+
+Each failed row becomes a :class:`Finding` with the series, date, check and
+severity (``blocking`` or ``warning``, from config; relaxed for the volatility
+index).
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from datetime import date
+from functools import lru_cache
+from typing import Any
+
+import pandas as pd
+
+from tiller import calendars
+from tiller.settings import ValidationConfig
+
+PRICE_COLUMNS = ("open", "high", "low", "close")
+
+
+@dataclass(frozen=True)
+class Finding:
+    """One failed check on one series (and session, where the check is per row)."""
+
+    series: str
+    date: date | None
+    check: str
+    severity: str
+    observed: float | None
+    threshold: float | None
+    message: str
+
+
+@dataclass(frozen=True)
+class QualityReport:
+    """The data-quality outcome of one validate stage."""
+
+    as_of: date
+    series_checked: int
+    rows_checked: int
+    expectations_run: int
+    findings: tuple[Finding, ...] = field(default_factory=tuple)
+
+    @property
+    def blocking(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "blocking"]
+
+    @property
+    def warnings(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "warning"]
+
+    @property
+    def status(self) -> str:
+        """``blocked`` if any blocking finding, ``warnings`` if any warning, else ``passed``."""
+        if self.blocking:
+            return "blocked"
+        return "warnings" if self.findings else "passed"
+
+    def blocking_message(self, limit: int = 10) -> str:
+        """A readable list of the blocking findings (symbol, date, check, what was seen)."""
+        lines = [f.message for f in self.blocking[:limit]]
+        more = len(self.blocking) - limit
+        if more > 0:
+            lines.append(f"... and {more} more")
+        return "blocking data-quality failure(s):\n  " + "\n  ".join(lines)
+
+
+@lru_cache(maxsize=1)
+def _context():  # type: ignore[no-untyped-def]
+    """One ephemeral great-expectations context per process (offline, quiet)."""
+    os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
+    import great_expectations as gx
+
+    context = gx.get_context(mode="ephemeral")
+    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    return context
+
+
+def _validate(name: str, frame: pd.DataFrame, expectations: Sequence[Any], index: list[str]) -> list[Any]:
+    """Run ``expectations`` on ``frame``; return GX results with failing rows' index columns."""
+    import great_expectations as gx
+
+    context = _context()
+    source = context.data_sources.add_or_update_pandas(f"tiller_{name}")
+    asset = source.add_dataframe_asset(name)
+    batch = asset.add_batch_definition_whole_dataframe(name).get_batch(
+        batch_parameters={"dataframe": frame}
+    )
+    suite = gx.ExpectationSuite(name=f"tiller_{name}", expectations=list(expectations))
+    result = batch.validate(
+        suite,
+        result_format={"result_format": "COMPLETE", "unexpected_index_column_names": index},
+    )
+    return list(result.results)
+
+
+def _bar_frame(bars: pd.DataFrame, jump_from: pd.DataFrame | None) -> pd.DataFrame:
+    """Bars plus the derived columns the suite checks (max/min of open and close, jump)."""
+    frame = bars.loc[:, ["symbol", "date", *PRICE_COLUMNS]].sort_values(["symbol", "date"])
+    frame = frame.reset_index(drop=True)
+    frame["max_open_close"] = frame[["open", "close"]].max(axis=1, skipna=False)
+    frame["min_open_close"] = frame[["open", "close"]].min(axis=1, skipna=False)
+    previous = frame.groupby("symbol")["close"].shift(1)
+    if jump_from is not None and not jump_from.empty:
+        # the close before each series' first validated row (the seam with stored history)
+        seam = jump_from.set_index("symbol")["close"]
+        first = ~frame["symbol"].duplicated()
+        previous[first] = frame.loc[first, "symbol"].map(seam)
+    frame["prev_close"] = previous
+    frame["jump"] = (frame["close"] / previous - 1.0).abs()
+    return frame
+
+
+def _coverage(bars: pd.DataFrame, as_of: date, calendar_of: dict[str, str]) -> pd.DataFrame:
+    rows = []
+    for symbol, group in bars.groupby("symbol", sort=True):
+        calendar = calendar_of.get(str(symbol), "XNYS")
+        dates = pd.DatetimeIndex(group["date"])
+        first, last = dates.min().date(), dates.max().date()
+        expected = calendars.sessions(calendar, first, last)
+        missing = int((~expected.isin(dates)).sum())
+        behind = len(calendars.sessions(calendar, last, as_of)) - 1
+        rows.append(
+            {
+                "symbol": symbol,
+                "last_date": pd.Timestamp(last),
+                "expected": len(expected),
+                "missing": missing,
+                "missing_share": missing / len(expected) if len(expected) else 0.0,
+                "sessions_behind": max(behind, 0),
+            }
+        )
+    return pd.DataFrame(rows)
+
+
+def validate_market_data(
+    bars: pd.DataFrame,
+    as_of: date,
+    config: ValidationConfig,
+    calendar_of: dict[str, str],
+    index_series: Sequence[str] = (),
+    deviations: pd.DataFrame | None = None,
+    previous_close: pd.DataFrame | None = None,
+    expected_series: Sequence[str] = (),
+) -> QualityReport:
+    """Validate bars (long frame: symbol, date, open, high, low, close, ...).
+
+    Parameters
+    ----------
+    bars:
+        The rows to check: what ingest wrote, per series from its first new
+        session (plus context) to ``as_of``.
+    as_of:
+        The run's session date; staleness is measured against it.
+    config:
+        Thresholds and severities.
+    calendar_of:
+        Exchange calendar per series (``XNYS``, ``24/7``).
+    index_series:
+        Series whose checks use ``config.index_severity`` (the volatility index).
+    deviations:
+        Cross-source comparisons: ``series, date, primary_source,
+        secondary_source, primary_close, secondary_close, deviation``.
+    previous_close:
+        ``symbol, close``: the stored close before each series' first row, so
+        a jump at the seam with stored history is seen.
+    expected_series:
+        Series that must have data; one with no bar at all is a stale finding.
+    """
+    import great_expectations as gx
+
+    E = gx.expectations
+    indices = set(index_series)
+    findings: list[Finding] = []
+    expectations_run = 0
+
+    def severity(check: str, series: str) -> str:
+        return config.severity_of(check, series in indices)
+
+    def add(series: str, day: Any, check: str, observed: Any, threshold: Any, what: str) -> None:
+        when = pd.Timestamp(day).date() if day is not None and not pd.isna(day) else None
+        observed_value = None if observed is None or pd.isna(observed) else float(observed)
+        place = f"{series} on {when}" if when else series
+        findings.append(
+            Finding(
+                series=series,
+                date=when,
+                check=check,
+                severity=severity(check, series),
+                observed=observed_value,
+                threshold=None if threshold is None else float(threshold),
+                message=f"{place}: {check}: {what}",
+            )
+        )
+
+    frame = _bar_frame(bars, previous_close) if not bars.empty else pd.DataFrame()
+    if not frame.empty:
+        suite: list[Any] = []
+        for column in PRICE_COLUMNS:
+            suite.append(E.ExpectColumnValuesToNotBeNull(column=column, meta={"check": "not_null"}))
+            suite.append(
+                E.ExpectColumnValuesToBeBetween(
+                    column=column, min_value=0, strict_min=True, meta={"check": "positive_prices"}
+                )
+            )
+        suite += [
+            E.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="high", column_B="max_open_close", or_equal=True,
+                meta={"check": "ohlc_consistency", "what": "high"},
+            ),
+            E.ExpectColumnPairValuesAToBeGreaterThanB(
+                column_A="min_open_close", column_B="low", or_equal=True,
+                meta={"check": "ohlc_consistency", "what": "low"},
+            ),
+            E.ExpectColumnValuesToBeBetween(
+                column="jump", max_value=config.jump_threshold, meta={"check": "jump"}
+            ),
+        ]
+        expectations_run += len(suite)
+        lookup = frame.set_index(["symbol", "date"])
+        for result in _validate("bars", frame, suite, ["symbol", "date"]):
+            if result.success:
+                continue
+            meta = result.expectation_config.meta
+            check = meta["check"]
+            column = result.expectation_config.kwargs.get("column")
+            for item in result.result.get("unexpected_index_list") or []:
+                symbol, day = item["symbol"], item["date"]
+                row = lookup.loc[(symbol, day)]
+                if check == "not_null":
+                    add(symbol, day, check, None, None, f"{column} is missing")
+                elif check == "positive_prices":
+                    add(symbol, day, check, row[column], 0, f"{column} = {row[column]:g} is not > 0")
+                elif check == "ohlc_consistency" and meta["what"] == "high":
+                    add(symbol, day, check, row["high"], row["max_open_close"],
+                        f"high {row['high']:g} < max(open, close) {row['max_open_close']:g}")
+                elif check == "ohlc_consistency":
+                    add(symbol, day, check, row["low"], row["min_open_close"],
+                        f"low {row['low']:g} > min(open, close) {row['min_open_close']:g}")
+                else:
+                    add(symbol, day, check, row["jump"], config.jump_threshold,
+                        f"close moved {row['jump']:.1%} from {row['prev_close']:g} to "
+                        f"{row['close']:g} (threshold {config.jump_threshold:.0%})")
+
+    coverage = _coverage(bars, as_of, calendar_of) if not bars.empty else pd.DataFrame()
+    if not coverage.empty:
+        suite = [
+            E.ExpectColumnValuesToBeBetween(
+                column="missing_share", max_value=config.missing_threshold,
+                meta={"check": "missing_sessions"},
+            ),
+            E.ExpectColumnValuesToBeBetween(
+                column="sessions_behind", max_value=config.stale_tolerance_sessions,
+                meta={"check": "stale"},
+            ),
+        ]
+        expectations_run += len(suite)
+        by_symbol = coverage.set_index("symbol")
+        for result in _validate("coverage", coverage, suite, ["symbol"]):
+            if result.success:
+                continue
+            check = result.expectation_config.meta["check"]
+            for item in result.result.get("unexpected_index_list") or []:
+                row = by_symbol.loc[item["symbol"]]
+                if check == "missing_sessions":
+                    add(item["symbol"], None, check, row["missing_share"], config.missing_threshold,
+                        f"{row['missing']} of {row['expected']} sessions have no bar "
+                        f"({row['missing_share']:.1%} > {config.missing_threshold:.0%})")
+                else:
+                    add(item["symbol"], row["last_date"], check, row["sessions_behind"],
+                        config.stale_tolerance_sessions,
+                        f"last bar is {row['last_date'].date()}, {row['sessions_behind']} "
+                        f"session(s) before as_of {as_of}")
+    present = set(bars["symbol"]) if not bars.empty else set()
+    for series in expected_series:
+        if series not in present:
+            add(series, None, "stale", None, config.stale_tolerance_sessions,
+                f"no bar at all on or before {as_of}")
+
+    if deviations is not None and not deviations.empty:
+        suite = [
+            E.ExpectColumnValuesToBeBetween(
+                column="deviation", max_value=config.cross_source_threshold,
+                meta={"check": "cross_source"},
+            )
+        ]
+        expectations_run += 1
+        keyed = deviations.set_index(["series", "date"])
+        for result in _validate("cross_source", deviations, suite, ["series", "date"]):
+            for item in result.result.get("unexpected_index_list") or []:
+                row = keyed.loc[(item["series"], item["date"])]
+                add(item["series"], item["date"], "cross_source", row["deviation"],
+                    config.cross_source_threshold,
+                    f"{row['primary_source']} close {row['primary_close']:g} vs "
+                    f"{row['secondary_source']} {row['secondary_close']:g} "
+                    f"({row['deviation']:.2%} apart)")
+
+    findings.sort(key=lambda f: (f.severity != "blocking", f.series, f.date or date.min, f.check))
+    rows = 0 if frame.empty else len(frame)
+    return QualityReport(
+        as_of=as_of,
+        series_checked=len(present | set(expected_series)),
+        rows_checked=rows,
+        expectations_run=expectations_run,
+        findings=tuple(findings),
+    )
+
+
+__all__ = ["Finding", "QualityReport", "validate_market_data"]
