@@ -48,7 +48,7 @@ def read_series_csv(path: Path, kind: SeriesKind) -> pd.DataFrame:
     missing = [c for c in expected if c not in raw.columns]
     if missing:
         raise DataError(
-            f"{path}: missing column(s) {', '.join(missing)}; found {', '.join(raw.columns)}; "
+            f"{path}: missing column(s) {', '.join(missing)}; found {','.join(raw.columns)}; "
             f"expected the header {header}"
         )
     if raw.empty:
