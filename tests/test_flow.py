@@ -1,0 +1,92 @@
+"""The daily-rebalance flow on a real Prefect API: runs, resumes, recomputes, blocks."""
+
+from __future__ import annotations
+
+from datetime import date
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from tiller.store.repo import BARS, CHECKPOINTS, DQ_REPORTS, INGEST_LOG, RUNS, Store
+
+from .conftest import MARKET
+from .helpers import copy_market
+
+AS_OF = date(2024, 3, 8)
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, db_url: str, prefect_api: str):
+    monkeypatch.setenv("TILLER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TILLER_DATABASE_URL", db_url)
+    monkeypatch.setenv("TILLER_HISTORY_START", "2023-01-03")
+    return db_url
+
+
+def _count(store: Store, table) -> int:  # type: ignore[no-untyped-def]
+    return int(store.select(select(func.count()).select_from(table)).iloc[0, 0])
+
+
+def _run(as_of: date = AS_OF, force: bool = False) -> dict:
+    from tiller.cli import run_daily_flow
+
+    return run_daily_flow(as_of, force)
+
+
+def test_run_resume_and_force(env: str) -> None:
+    summary = _run()
+    assert summary["status"] == "completed", summary
+    assert summary["stages"] == {"ingest": "completed", "validate": "completed"}
+    assert summary["as_of"] == "2024-03-08" and summary["error"] is None
+    assert summary["data_quality"]["blocking"] == 0
+    store = Store.open(env)
+    counts = {t.name: _count(store, t) for t in (BARS, INGEST_LOG, DQ_REPORTS, CHECKPOINTS)}
+
+    again = _run()  # a rerun of the same date resumes: nothing left to do
+    assert again["status"] == "completed"
+    assert again["stages"] == {"ingest": "skipped", "validate": "skipped"}
+    assert {t.name: _count(store, t) for t in (BARS, INGEST_LOG, DQ_REPORTS, CHECKPOINTS)} == counts
+
+    forced = _run(force=True)
+    assert forced["stages"] == {"ingest": "completed", "validate": "completed"}
+    assert {t.name: _count(store, t) for t in (BARS, DQ_REPORTS, CHECKPOINTS)} == {
+        k: v for k, v in counts.items() if k != "ingest_log"
+    }
+    checkpoint = store.checkpoint("daily-rebalance", AS_OF, "ingest")
+    assert checkpoint is not None and checkpoint.attempts == 2
+    assert _count(store, RUNS) == 3
+
+
+def test_a_blocking_failure_stops_the_flow_and_names_symbol_date_and_check(
+    env: str, monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    folder = copy_market(MARKET, tmp_path / "market", ["GLD", "SPY", "QQQ", "BTC-USD", "VIX"])
+    spy = folder / "SPY.csv"
+    lines = spy.read_text().splitlines()
+    index = next(i for i, line in enumerate(lines) if line.startswith("2024-03-08,"))
+    fields = lines[index].split(",")
+    fields[4] = "-" + fields[4]  # a negative close on as_of
+    lines[index] = ",".join(fields)
+    spy.write_text("\n".join(lines) + "\n")
+    monkeypatch.setenv("TILLER_DATA_SOURCES", f"csv:{folder}")
+    summary = _run()
+    assert summary["status"] == "blocked"
+    assert summary["stages"] == {"ingest": "completed", "validate": "completed"}
+    assert "SPY on 2024-03-08: positive_prices: close" in summary["error"]
+    assert summary["data_quality"]["status"] == "blocked"
+    store = Store.open(env)
+    validate = store.checkpoint("daily-rebalance", AS_OF, "validate")
+    assert validate is not None and validate.status == "blocked"
+    # a rerun does not skip a blocked validation: it checks again (and blocks again)
+    assert _run()["stages"] == {"ingest": "skipped", "validate": "completed"}
+
+
+def test_a_bad_setting_fails_the_run_with_a_clear_message(
+    env: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("TILLER_DATA_SOURCES", "massive")
+    summary = _run()
+    assert summary["status"] == "failed"
+    assert summary["stages"] == {"ingest": "failed"}
+    assert "MASSIVE_API_KEY is not set" in summary["error"]
