@@ -1,4 +1,4 @@
-"""SQLModel tables: the store's schema. Mapped to domain types at the store boundary (tiller.store)."""
+"""SQLModel tables: the store's schema, mapped to domain types at the store boundary."""
 
 from models.tables import (
     Bar,

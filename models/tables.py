@@ -16,7 +16,7 @@ from sqlmodel import Field, SQLModel
 metadata = SQLModel.metadata
 
 
-def _utc_column(nullable: bool = False) -> Column:  # type: ignore[type-arg]
+def _utc_column(nullable: bool = False) -> Column:
     return Column(DateTime(timezone=True), nullable=nullable)
 
 
@@ -93,7 +93,7 @@ class StageCheckpoint(SQLModel, table=True):
 
 
 class IngestLog(SQLModel, table=True):
-    """What the ingest stage did for one series in one run: which source served it, how many rows."""
+    """What ingest did for one series in one run: the source that served it, how many rows."""
 
     __tablename__ = "ingest_log"
     __table_args__ = (Index("ix_ingest_log_as_of", "as_of"),)

@@ -19,14 +19,12 @@ import logging
 import os
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import Any, TypeVar
+from typing import Any
 
 from sqlalchemy import Connection
 
 from tasks.context import RunContext
 from tiller.store.repo import utcnow
-
-T = TypeVar("T")
 
 # Fault injection for the crash-and-resume tests: TILLER_FAULT_INJECT=<stage>:before_commit
 # kills the process inside the stage's transaction, as a SIGKILL would.
@@ -49,7 +47,7 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
-def run_stage(
+def run_stage[T](
     ctx: RunContext,
     stage: str,
     input_fingerprint: str,
@@ -76,7 +74,7 @@ def run_stage(
         with store.transaction() as tx:
             status, ref = persist(tx, result)
             store.write_checkpoint(
-                    tx,
+                tx,
                 flow=ctx.flow,
                 as_of=ctx.as_of,
                 stage=stage,
@@ -101,7 +99,7 @@ def _record_failure(
     try:
         with ctx.store.transaction() as tx:
             ctx.store.write_checkpoint(
-                    tx,
+                tx,
                 flow=ctx.flow,
                 as_of=ctx.as_of,
                 stage=stage,

@@ -20,7 +20,7 @@ STAGE = "ingest"
 
 
 def ingest_stage(ctx: RunContext) -> StageOutcome:
-    """Run the ingest stage for ``ctx.as_of`` (checkpointed; see :func:`tasks.checkpoint.run_stage`).
+    """Run the ingest stage for ``ctx.as_of`` (checkpointed, see ``tasks.checkpoint``).
 
     With ``force`` the ``as_of`` session itself is fetched again (revisions
     replace stored values); otherwise only sessions after the last stored bar.
@@ -117,7 +117,7 @@ def ingest_stage(ctx: RunContext) -> StageOutcome:
     return run_stage(ctx, STAGE, key, compute, persist)
 
 
-def _retry_when_transient(task, task_run, state) -> bool:  # type: ignore[no-untyped-def]
+def _retry_when_transient(task, task_run, state) -> bool:
     """Retry only when every failing source failed transiently (rate limit, 5xx, timeout)."""
     try:
         state.result()

@@ -28,8 +28,13 @@ _TILLER_ENV = [k for k in os.environ if k.startswith("TILLER_") and k != "TILLER
 @pytest.fixture(autouse=True)
 def _clean_env(monkeypatch: pytest.MonkeyPatch) -> None:
     for key in _TILLER_ENV + [
-        "MASSIVE_API_KEY", "POLYGON_API_KEY", "ALPACA_API_KEY", "ALPACA_SECRET_KEY",
-        "APCA_API_KEY_ID", "APCA_API_SECRET_KEY", "FRED_API_KEY",
+        "MASSIVE_API_KEY",
+        "POLYGON_API_KEY",
+        "ALPACA_API_KEY",
+        "ALPACA_SECRET_KEY",
+        "APCA_API_KEY_ID",
+        "APCA_API_SECRET_KEY",
+        "FRED_API_KEY",
     ]:
         monkeypatch.delenv(key, raising=False)
     from tiller.data.chain import reset_breakers

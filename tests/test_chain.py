@@ -60,8 +60,11 @@ def test_unsupported_and_empty_sources_are_passed_over(tmp_path: Path) -> None:
         "date,open,high,low,close,adj_close,volume\n1999-01-04,1,2,0.5,1,1,1\n"
     )
     chain = ProviderChain(
-        [("nothing", CsvProvider(tmp_path)), ("stale", CsvProvider(empty)),
-         ("synthetic", SyntheticProvider())]
+        [
+            ("nothing", CsvProvider(tmp_path)),
+            ("stale", CsvProvider(empty)),
+            ("synthetic", SyntheticProvider()),
+        ]
     )
     fetched = chain.fetch(REQUEST)
     assert fetched.source == "synthetic"

@@ -39,7 +39,9 @@ def test_never_returns_rows_after_the_request_end() -> None:
 def test_macro_from_the_sibling_folder_keeps_fred_gaps() -> None:
     provider = CsvProvider(MARKET)
     assert provider.supports("DGS10", SeriesKind.MACRO)
-    ten = provider.fetch(SeriesRequest("DGS10", SeriesKind.MACRO, date(2024, 12, 20), date(2025, 1, 3)))
+    ten = provider.fetch(
+        SeriesRequest("DGS10", SeriesKind.MACRO, date(2024, 12, 20), date(2025, 1, 3))
+    )
     assert ten.set_index("date")["value"].isna().sum() >= 1  # Christmas / New Year
 
 
@@ -53,8 +55,10 @@ def _write(tmp_path: Path, text: str, name: str = "SPY.csv") -> CsvProvider:
     [
         ("", ["is empty", "date,open,high"]),
         (HEADER, ["header but no rows"]),
-        ("date,open,high,low,price,adj_close,volume\n2024-01-02,1,2,0.5,1,1,1\n",
-         ["missing column(s) close", "found date,open,high,low,price"]),
+        (
+            "date,open,high,low,price,adj_close,volume\n2024-01-02,1,2,0.5,1,1,1\n",
+            ["missing column(s) close", "found date,open,high,low,price"],
+        ),
         ("Date;Open;High\n2024-01-02;1;2\n", ["missing column(s)"]),
         (HEADER + "2024-01-02,10,11,9,ten,10,100\n", ["line 2", "close = 'ten' is not a number"]),
         (GOOD + "2024-01-32,1,2,0.5,1,1,1\n", ["line 4", "not a YYYY-MM-DD date"]),

@@ -31,7 +31,8 @@ def test_plan_fetches_only_missing_sessions_per_calendar() -> None:
     assert plans["SPY"].request is None
     assert plans["BTC-USD"].request is not None
     assert (plans["BTC-USD"].request.start, plans["BTC-USD"].missing_sessions) == (
-        date(2024, 3, 2), 1,
+        date(2024, 3, 2),
+        1,
     )
     gld = plans["GLD"].request
     assert gld is not None and gld.start == date(2020, 1, 2) and gld.end == date(2024, 3, 2)
@@ -46,7 +47,9 @@ def test_ingest_is_incremental_and_records_the_source(make_settings, db_url: str
     first = store.load_bars(["SPY", "BTC-USD", "VIX"])
     expected_spy = len(calendars.sessions("XNYS", settings.history_start, date(2024, 3, 1)))
     assert (first["symbol"] == "SPY").sum() == expected_spy
-    assert (first["symbol"] == "BTC-USD").sum() == (date(2024, 3, 1) - settings.history_start).days + 1
+    assert (first["symbol"] == "BTC-USD").sum() == (
+        date(2024, 3, 1) - settings.history_start
+    ).days + 1
     assert set(first["source"]) == {"synthetic"}
     assert first["date"].max().date() == date(2024, 3, 1)
 
@@ -63,7 +66,9 @@ def test_ingest_is_incremental_and_records_the_source(make_settings, db_url: str
 
 def test_ingest_never_stores_a_bar_after_as_of(make_settings, sqlite_url: str) -> None:
     settings = make_settings(
-        database_url=sqlite_url, data_sources=f"csv:{MARKET}", universe="SPY,GLD",
+        database_url=sqlite_url,
+        data_sources=f"csv:{MARKET}",
+        universe="SPY,GLD",
         history_start=date(2020, 1, 2),
     )
     ctx = context(settings, date(2020, 3, 20))
@@ -93,7 +98,9 @@ def test_a_bad_file_fails_the_stage_and_leaves_the_store_as_it_was(
     assert "QQQ.csv" in (checkpoint.error or "")
 
 
-def test_a_symbol_no_source_has_is_a_clear_error(make_settings, sqlite_url: str, tmp_path: Path) -> None:
+def test_a_symbol_no_source_has_is_a_clear_error(
+    make_settings, sqlite_url: str, tmp_path: Path
+) -> None:
     folder = copy_market(MARKET, tmp_path / "market", ["SPY", "VIX"])
     settings = make_settings(
         database_url=sqlite_url, data_sources=f"csv:{folder}", universe="SPY,TLT"

@@ -6,6 +6,7 @@ import json
 import os
 import subprocess
 import sys
+from datetime import date
 from pathlib import Path
 
 import pytest
@@ -18,7 +19,10 @@ AS_OF = "2024-03-08"
 
 def _tiller(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args], env=env, capture_output=True, text=True,
+        [sys.executable, "-m", "tiller.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
         timeout=300,
     )
 
@@ -38,7 +42,7 @@ def test_killed_stage_resumes_without_writing_twice(
     crashed = _tiller(env, "run", "daily", "--as-of", AS_OF, "--json")
     assert crashed.returncode == 137, crashed.stderr[-2000:]
     store = Store.open(db_url)
-    done = {c.stage: c.status for c in store.checkpoints("daily-rebalance", __import__("datetime").date(2024, 3, 8))}
+    done = {c.stage: c.status for c in store.checkpoints("daily-rebalance", date(2024, 3, 8))}
     assert done == ({} if killed == "ingest" else {"ingest": "completed"})
     bars_after_crash = int(store.select(select(func.count()).select_from(BARS)).iloc[0, 0])
     assert (bars_after_crash == 0) == (killed == "ingest")

@@ -53,9 +53,11 @@ def test_an_older_database_upgrades(db_url: str) -> None:
     upgrade(engine, "0001")
     with engine.begin() as connection:
         connection.execute(
-            text("INSERT INTO flow_runs (id, flow, as_of, status, force, started_at, stages) "
-                 "VALUES ('r1', 'daily-rebalance', '2024-01-02', 'completed', false, "
-                 "'2024-01-02 21:00:00+00', '{}')")
+            text(
+                "INSERT INTO flow_runs (id, flow, as_of, status, force, started_at, stages) "
+                "VALUES ('r1', 'daily-rebalance', '2024-01-02', 'completed', false, "
+                "'2024-01-02 21:00:00+00', '{}')"
+            )
         )
     upgrade(engine)
     assert current_revision(engine) == head_revision()
@@ -95,8 +97,10 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
         assert connection.execute(text("PRAGMA foreign_keys")).scalar() == 1
     with pytest.raises(Exception, match="FOREIGN KEY"), store.transaction() as tx:
         tx.execute(
-            text("INSERT INTO ingest_log (run_id, as_of, series, kind, status, rows, attempts) "
-                 "VALUES ('no-such-run', '2024-01-02', 'SPY', 'bar', 'ingested', 0, '')")
+            text(
+                "INSERT INTO ingest_log (run_id, as_of, series, kind, status, rows, attempts) "
+                "VALUES ('no-such-run', '2024-01-02', 'SPY', 'bar', 'ingested', 0, '')"
+            )
         )
     store.close()
 
@@ -110,7 +114,9 @@ def test_sqlite_runs_in_wal_mode_with_foreign_keys(sqlite_url: str) -> None:
         ("postgresql://u:hunter2@127.0.0.1:1/db", ["cannot connect", "TILLER_DATABASE_URL"]),
     ],
 )
-def test_a_bad_database_url_is_a_clear_error_without_the_password(url: str, words: list[str]) -> None:
+def test_a_bad_database_url_is_a_clear_error_without_the_password(
+    url: str, words: list[str]
+) -> None:
     with pytest.raises(StoreError) as error:
         connect(url)
     for word in words:

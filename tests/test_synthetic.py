@@ -67,10 +67,13 @@ def test_vix_rises_with_equity_volatility() -> None:
 
 def test_macro_series_have_holiday_gaps_and_monthly_dates() -> None:
     provider = SyntheticProvider()
-    ten = provider.fetch(SeriesRequest("DGS10", SeriesKind.MACRO, date(2024, 12, 20), date(2025, 1, 3)))
-    assert ten.set_index("date").loc["2024-12-25", "value"] != ten.set_index("date").loc[
-        "2024-12-25", "value"
-    ]  # NaN on Christmas, as FRED
+    ten = provider.fetch(
+        SeriesRequest("DGS10", SeriesKind.MACRO, date(2024, 12, 20), date(2025, 1, 3))
+    )
+    assert (
+        ten.set_index("date").loc["2024-12-25", "value"]
+        != ten.set_index("date").loc["2024-12-25", "value"]
+    )  # NaN on Christmas, as FRED
     cpi = provider.fetch(SeriesRequest("CPIAUCSL", SeriesKind.MACRO, START, END))
     assert (cpi["date"].dt.day == 1).all() and cpi["value"].is_monotonic_increasing is False
     assert not provider.supports("NOPE", SeriesKind.MACRO)

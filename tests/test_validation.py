@@ -24,8 +24,14 @@ def _clean(symbol: str = "SPY", sessions: int = 20, end: date = AS_OF) -> pd.Dat
     days = calendars.sessions("XNYS", date(2023, 12, 1), end)[-sessions:]
     close = 100 * np.cumprod(1 + 0.01 * np.sin(np.arange(sessions)))
     return pd.DataFrame(
-        {"symbol": symbol, "date": days, "open": close * 0.999, "high": close * 1.01,
-         "low": close * 0.99, "close": close}
+        {
+            "symbol": symbol,
+            "date": days,
+            "open": close * 0.999,
+            "high": close * 1.01,
+            "low": close * 0.99,
+            "close": close,
+        }
     )
 
 
@@ -112,10 +118,15 @@ def test_index_ohlc_quirks_are_warnings_but_a_missing_close_still_blocks() -> No
 
 def test_cross_source_deviation_over_one_percent_is_flagged() -> None:
     deviations = pd.DataFrame(
-        {"series": ["SPY", "SPY"], "date": pd.to_datetime(["2024-03-07", "2024-03-08"]),
-         "primary_source": "yfinance", "secondary_source": "massive",
-         "primary_close": [100.0, 100.0], "secondary_close": [100.5, 101.5],
-         "deviation": [0.005, 0.015]}
+        {
+            "series": ["SPY", "SPY"],
+            "date": pd.to_datetime(["2024-03-07", "2024-03-08"]),
+            "primary_source": "yfinance",
+            "secondary_source": "massive",
+            "primary_close": [100.0, 100.0],
+            "secondary_close": [100.5, 101.5],
+            "deviation": [0.005, 0.015],
+        }
     )
     report = _validate(_clean(), deviations=deviations)
     (finding,) = report.findings
@@ -127,11 +138,16 @@ def test_real_etf_history_passes_and_real_vix_quirks_are_only_warnings() -> None
     provider = CsvProvider(MARKET)
     frames = []
     for symbol in ("SPY", "GLD", "TLT", "VIX"):
-        bars = provider.fetch(SeriesRequest(symbol, SeriesKind.BAR, date(2004, 1, 2), date(2020, 6, 30)))
+        bars = provider.fetch(
+            SeriesRequest(symbol, SeriesKind.BAR, date(2004, 1, 2), date(2020, 6, 30))
+        )
         frames.append(bars.assign(symbol=symbol))
     bars = pd.concat(frames, ignore_index=True)
     report = validate_market_data(
-        bars, date(2020, 6, 30), CONFIG, {s: "XNYS" for s in ("SPY", "GLD", "TLT", "VIX")},
+        bars,
+        date(2020, 6, 30),
+        CONFIG,
+        {s: "XNYS" for s in ("SPY", "GLD", "TLT", "VIX")},
         index_series=["VIX"],
     )
     assert report.blocking == []

@@ -15,7 +15,7 @@ _LAST = "2040-12-31"
 
 
 @lru_cache(maxsize=4)
-def _calendar(name: str):  # type: ignore[no-untyped-def]
+def _calendar(name: str):
     import exchange_calendars as xcals
 
     return xcals.get_calendar(name, start=_FIRST, end=_LAST)
@@ -51,7 +51,9 @@ def is_session(name: str, day: date) -> bool:
     return last_session(name, day) == day
 
 
-def latest_completed_session(now: datetime | None = None, close_buffer: timedelta | None = None) -> date:
+def latest_completed_session(
+    now: datetime | None = None, close_buffer: timedelta | None = None
+) -> date:
     """The most recent XNYS session whose close (16:00 New York) plus a buffer has passed.
 
     The daily flow is scheduled at 16:30 New York; the buffer (default 30 min)
@@ -65,5 +67,3 @@ def latest_completed_session(now: datetime | None = None, close_buffer: timedelt
     if candidate == today and now < close.to_pydatetime().astimezone(NEW_YORK) + buffer:
         candidate = last_session("XNYS", today - timedelta(days=1))
     return candidate
-
-

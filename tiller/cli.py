@@ -44,7 +44,7 @@ def _fail(message: str, code: int = 2) -> None:
     raise typer.Exit(code)
 
 
-def _settings():  # type: ignore[no-untyped-def]
+def _settings():
     from tiller.runtime import prepare_environment
     from tiller.settings import load_settings
 
@@ -110,8 +110,17 @@ def run_daily(
         summary = run_daily_flow(_date(as_of, "--as-of"), force)
     except TillerError as exc:
         if as_json:
-            typer.echo(json.dumps({"flow": "daily-rebalance", "as_of": as_of, "status": "failed",
-                                   "stages": {}, "error": str(exc)}))
+            typer.echo(
+                json.dumps(
+                    {
+                        "flow": "daily-rebalance",
+                        "as_of": as_of,
+                        "status": "failed",
+                        "stages": {},
+                        "error": str(exc),
+                    }
+                )
+            )
             raise typer.Exit(2) from None
         _fail(str(exc))
         return
@@ -127,7 +136,9 @@ def run_daily(
 def data_ingest(
     start: Annotated[
         str | None,
-        typer.Option(help="First date for series with nothing stored yet (default: history_start)."),
+        typer.Option(
+            help="First date for series with nothing stored yet (default: history_start)."
+        ),
     ] = None,
     end: Annotated[
         str | None, typer.Option(help="Last date to ingest (default: latest completed session).")
@@ -157,9 +168,15 @@ def data_ingest(
         result = outcome.value
         for fetched in result.fetched:
             frame = fetched.frame
-            span = f"{frame['date'].iloc[0].date()}..{frame['date'].iloc[-1].date()}" if len(frame) else ""
-            typer.echo(f"  {fetched.request.series:<9} {len(frame):>6} rows {span:<23} "
-                       f"{fetched.source or 'no data'}")
+            span = (
+                f"{frame['date'].iloc[0].date()}..{frame['date'].iloc[-1].date()}"
+                if len(frame)
+                else ""
+            )
+            typer.echo(
+                f"  {fetched.request.series:<9} {len(frame):>6} rows {span:<23} "
+                f"{fetched.source or 'no data'}"
+            )
         for spec in result.up_to_date:
             typer.echo(f"  {spec.series:<9} up to date")
         typer.echo(f"ingested {result.rows} rows up to {last} into {_masked(settings.db_url)}")
@@ -223,7 +240,8 @@ def demo(
     os.environ.setdefault("TILLER_DATA_SOURCES", "synthetic")
     try:
         settings = _settings()
-        from tiller.calendars import latest_completed_session, sessions as xnys_sessions
+        from tiller.calendars import latest_completed_session
+        from tiller.calendars import sessions as xnys_sessions
 
         last = latest_completed_session()
         days = xnys_sessions("XNYS", date(last.year - 1, 1, 1), last)[-sessions:]

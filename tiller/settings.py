@@ -284,7 +284,9 @@ class Settings(BaseSettings):
         for group, symbols in self.universe_groups.items():
             unknown = [s for s in symbols if s not in self.assets]
             if unknown:
-                raise ValueError(f"universe group {group!r} names assets not in `assets`: {unknown}")
+                raise ValueError(
+                    f"universe group {group!r} names assets not in `assets`: {unknown}"
+                )
         for symbol, spec in self.assets.items():
             if spec.cost_class not in self.costs:
                 raise ValueError(
@@ -294,7 +296,9 @@ class Settings(BaseSettings):
         try:
             self._resolve_universe()
         except ValueError as exc:
-            raise ValueError(f"TILLER_UNIVERSE (config key 'universe') (got {self.universe!r}): {exc}")
+            raise ValueError(
+                f"TILLER_UNIVERSE (config key 'universe') (got {self.universe!r}): {exc}"
+            ) from None
         return self
 
     def _resolve_universe(self) -> list[str]:

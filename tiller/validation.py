@@ -86,17 +86,21 @@ class QualityReport:
 
 
 @lru_cache(maxsize=1)
-def _context():  # type: ignore[no-untyped-def]
+def _context():
     """One ephemeral great-expectations context per process (offline, quiet)."""
     os.environ.setdefault("GX_ANALYTICS_ENABLED", "false")
     import great_expectations as gx
 
     context = gx.get_context(mode="ephemeral")
-    context.variables.progress_bars = {"globally": False, "metric_calculations": False}
+    from great_expectations.data_context.types.base import ProgressBarsConfig
+
+    context.variables.progress_bars = ProgressBarsConfig(globally=False, metric_calculations=False)
     return context
 
 
-def _validate(name: str, frame: pd.DataFrame, expectations: Sequence[Any], index: list[str]) -> list[Any]:
+def _validate(
+    name: str, frame: pd.DataFrame, expectations: Sequence[Any], index: list[str]
+) -> list[Any]:
     """Run ``expectations`` on ``frame``; return GX results with failing rows' index columns."""
     import great_expectations as gx
 
@@ -225,11 +229,15 @@ def validate_market_data(
             )
         suite += [
             E.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="high", column_B="max_open_close", or_equal=True,
+                column_A="high",
+                column_B="max_open_close",
+                or_equal=True,
                 meta={"check": "ohlc_consistency", "what": "high"},
             ),
             E.ExpectColumnPairValuesAToBeGreaterThanB(
-                column_A="min_open_close", column_B="low", or_equal=True,
+                column_A="min_open_close",
+                column_B="low",
+                or_equal=True,
                 meta={"check": "ohlc_consistency", "what": "low"},
             ),
             E.ExpectColumnValuesToBeBetween(
@@ -250,27 +258,49 @@ def validate_market_data(
                 if check == "not_null":
                     add(symbol, day, check, None, None, f"{column} is missing")
                 elif check == "positive_prices":
-                    add(symbol, day, check, row[column], 0, f"{column} = {row[column]:g} is not > 0")
+                    add(
+                        symbol, day, check, row[column], 0, f"{column} = {row[column]:g} is not > 0"
+                    )
                 elif check == "ohlc_consistency" and meta["what"] == "high":
-                    add(symbol, day, check, row["high"], row["max_open_close"],
-                        f"high {row['high']:g} < max(open, close) {row['max_open_close']:g}")
+                    add(
+                        symbol,
+                        day,
+                        check,
+                        row["high"],
+                        row["max_open_close"],
+                        f"high {row['high']:g} < max(open, close) {row['max_open_close']:g}",
+                    )
                 elif check == "ohlc_consistency":
-                    add(symbol, day, check, row["low"], row["min_open_close"],
-                        f"low {row['low']:g} > min(open, close) {row['min_open_close']:g}")
+                    add(
+                        symbol,
+                        day,
+                        check,
+                        row["low"],
+                        row["min_open_close"],
+                        f"low {row['low']:g} > min(open, close) {row['min_open_close']:g}",
+                    )
                 else:
-                    add(symbol, day, check, row["jump"], config.jump_threshold,
+                    add(
+                        symbol,
+                        day,
+                        check,
+                        row["jump"],
+                        config.jump_threshold,
                         f"close moved {row['jump']:.1%} from {row['prev_close']:g} to "
-                        f"{row['close']:g} (threshold {config.jump_threshold:.0%})")
+                        f"{row['close']:g} (threshold {config.jump_threshold:.0%})",
+                    )
 
     coverage = _coverage(bars, as_of, calendar_of) if not bars.empty else pd.DataFrame()
     if not coverage.empty:
         suite = [
             E.ExpectColumnValuesToBeBetween(
-                column="missing_share", max_value=config.missing_threshold,
+                column="missing_share",
+                max_value=config.missing_threshold,
                 meta={"check": "missing_sessions"},
             ),
             E.ExpectColumnValuesToBeBetween(
-                column="sessions_behind", max_value=config.stale_tolerance_sessions,
+                column="sessions_behind",
+                max_value=config.stale_tolerance_sessions,
                 meta={"check": "stale"},
             ),
         ]
@@ -283,24 +313,42 @@ def validate_market_data(
             for item in result.result.get("unexpected_index_list") or []:
                 row = by_symbol.loc[item["symbol"]]
                 if check == "missing_sessions":
-                    add(item["symbol"], None, check, row["missing_share"], config.missing_threshold,
+                    add(
+                        item["symbol"],
+                        None,
+                        check,
+                        row["missing_share"],
+                        config.missing_threshold,
                         f"{row['missing']} of {row['expected']} sessions have no bar "
-                        f"({row['missing_share']:.1%} > {config.missing_threshold:.0%})")
+                        f"({row['missing_share']:.1%} > {config.missing_threshold:.0%})",
+                    )
                 else:
-                    add(item["symbol"], row["last_date"], check, row["sessions_behind"],
+                    add(
+                        item["symbol"],
+                        row["last_date"],
+                        check,
+                        row["sessions_behind"],
                         config.stale_tolerance_sessions,
                         f"last bar is {row['last_date'].date()}, {row['sessions_behind']} "
-                        f"session(s) before as_of {as_of}")
+                        f"session(s) before as_of {as_of}",
+                    )
     present = set(bars["symbol"]) if not bars.empty else set()
     for series in expected_series:
         if series not in present:
-            add(series, None, "stale", None, config.stale_tolerance_sessions,
-                f"no bar at all on or before {as_of}")
+            add(
+                series,
+                None,
+                "stale",
+                None,
+                config.stale_tolerance_sessions,
+                f"no bar at all on or before {as_of}",
+            )
 
     if deviations is not None and not deviations.empty:
         suite = [
             E.ExpectColumnValuesToBeBetween(
-                column="deviation", max_value=config.cross_source_threshold,
+                column="deviation",
+                max_value=config.cross_source_threshold,
                 meta={"check": "cross_source"},
             )
         ]
@@ -309,11 +357,16 @@ def validate_market_data(
         for result in _validate("cross_source", deviations, suite, ["series", "date"]):
             for item in result.result.get("unexpected_index_list") or []:
                 row = keyed.loc[(item["series"], item["date"])]
-                add(item["series"], item["date"], "cross_source", row["deviation"],
+                add(
+                    item["series"],
+                    item["date"],
+                    "cross_source",
+                    row["deviation"],
                     config.cross_source_threshold,
                     f"{row['primary_source']} close {row['primary_close']:g} vs "
                     f"{row['secondary_source']} {row['secondary_close']:g} "
-                    f"({row['deviation']:.2%} apart)")
+                    f"({row['deviation']:.2%} apart)",
+                )
 
     findings.sort(key=lambda f: (f.severity != "blocking", f.series, f.date or date.min, f.check))
     rows = 0 if frame.empty else len(frame)

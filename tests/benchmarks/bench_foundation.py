@@ -71,6 +71,7 @@ def clock(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> tuple[Any, float
 
 
 def header(title: str) -> None:
+    """Print a section title and a rule."""
     print(f"\n{title}\n{RULE}")
 
 
@@ -126,9 +127,10 @@ def bench_imports(home: Path) -> None:
     )
     row("import tasks (prefect)", "-", seconds)
     os.environ["GX_ANALYTICS_ENABLED"] = "false"
-    logging.getLogger("great_expectations").setLevel(logging.WARNING)  # quiet ephemeral context
     already = "great_expectations" in sys.modules
     _, seconds = clock(importlib.import_module, "great_expectations")
+    # GX pins this logger at INFO ("Created temporary directory ... ephemeral docs site")
+    logging.getLogger("great_expectations.data_context.types.base").setLevel(logging.WARNING)
     row("import great_expectations", "-", seconds, note="(already imported!)" if already else "")
     from tiller import calendars
 
@@ -190,6 +192,7 @@ def bench_settings(url: str, home: Path) -> Any:
 
 
 def open_store(url: str, backend: str) -> Any:
+    """Open (and migrate) the store at ``url``, printing how long that took."""
     from tiller.store.repo import Store
 
     store, seconds = clock(Store.open, url)
@@ -252,6 +255,7 @@ def bench_ingest_steps(backend: str, new_url: NewUrl, home: Path) -> None:
 
 
 def new_context(settings: Any, store: Any, flow: str) -> Any:
+    """A recorded flow run of ``flow`` for ``AS_OF`` and its stage context."""
     from tasks.context import RunContext
 
     run_id = store.start_run(flow, AS_OF, False, None, run_id=str(uuid.uuid4()))
@@ -293,9 +297,9 @@ def bench_validation(ctx: Any, backend: str) -> None:
     from tiller import validation
 
     settings = ctx.settings
-    context_setup = getattr(validation, "_context", None)
-    if callable(context_setup) and context_setup.cache_info().currsize == 0:
-        _, seconds = clock(context_setup)
+    setup = getattr(validation, "_context", None)  # private, lru_cached: the GX context
+    if hasattr(setup, "cache_info") and setup.cache_info().currsize == 0:
+        _, seconds = clock(setup)
         row("GX ephemeral context (first use)", backend, seconds)
     (window, previous, deviations), seconds = clock(load_inputs, ctx)
     row("load bars to validate", backend, seconds, len(window))
@@ -322,6 +326,7 @@ def bench_validation(ctx: Any, backend: str) -> None:
 
 
 def bench_backend(backend: str, new_url: NewUrl, home: Path) -> None:
+    """Sections 2 and 3 on one database backend."""
     header(f"2-3. ingest and validation: {backend}")
     bench_ingest_steps(backend, new_url, home)
     bench_stages(backend, new_url, home)
@@ -329,6 +334,7 @@ def bench_backend(backend: str, new_url: NewUrl, home: Path) -> None:
 
 # ---------------------------------------------------------------- 4. memory
 def report_memory() -> None:
+    """Peak RSS of this process and of the largest finished child process."""
     header("4. peak resident memory (getrusage, Linux KiB -> MiB)")
     own = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
     children = resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024
@@ -338,6 +344,7 @@ def report_memory() -> None:
 
 # ------------------------------------------------------------------- main
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
+    """Command-line options (see ``--help``)."""
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument(
         "--pg-url",
@@ -352,6 +359,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 
 def main(argv: list[str] | None = None) -> int:
+    """Run every section and print the figures; returns the exit code."""
     args = parse_args(argv)
     if not DATA_DIR.is_dir():
         print(f"error: market data folder {DATA_DIR} not found", file=sys.stderr)

@@ -139,8 +139,8 @@ def canonical(frame: pd.DataFrame, request: SeriesRequest) -> pd.DataFrame:
     if frame.empty:
         return empty_frame(request.kind)
     out = frame.loc[:, list(columns)].copy()
-    out["date"] = pd.to_datetime(out["date"]).dt.tz_localize(None).dt.normalize().astype(
-        "datetime64[ns]"
+    out["date"] = (
+        pd.to_datetime(out["date"]).dt.tz_localize(None).dt.normalize().astype("datetime64[ns]")
     )
     for column in columns[1:]:
         out[column] = pd.to_numeric(out[column], errors="coerce").astype("float64")

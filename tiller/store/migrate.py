@@ -8,7 +8,8 @@ from sqlalchemy import Engine
 
 MIGRATIONS = Path(__file__).resolve().parents[2] / "sql" / "migrations"
 
-def _config(engine: Engine):  # type: ignore[no-untyped-def]
+
+def _config(engine: Engine):
     from alembic.config import Config
 
     config = Config()
@@ -16,12 +17,14 @@ def _config(engine: Engine):  # type: ignore[no-untyped-def]
     config.attributes["engine"] = engine
     return config
 
+
 def current_revision(engine: Engine) -> str | None:
     """The revision the database is at (None for an empty database)."""
     from alembic.runtime.migration import MigrationContext
 
     with engine.connect() as connection:
         return MigrationContext.configure(connection).get_current_revision()
+
 
 def head_revision() -> str:
     """The newest revision shipped with this code."""
@@ -33,6 +36,7 @@ def head_revision() -> str:
     head = script.get_current_head()
     assert head is not None, "no migration scripts found"
     return head
+
 
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
     """Bring the database to ``revision`` (default: the newest); a no-op when already there."""

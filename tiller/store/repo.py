@@ -109,7 +109,9 @@ class Store:
         """Insert or update the observations of macro series ``series_id``."""
         now = utcnow()
         records = _records(frame, ["value"])
-        rows = [{"series_id": series_id, **r, "source": source, "ingested_at": now} for r in records]
+        rows = [
+            {"series_id": series_id, **r, "source": source, "ingested_at": now} for r in records
+        ]
         return self._upsert(tx, MACRO, rows, ("series_id", "date"))
 
     # ------------------------------------------------------------------- reads
@@ -119,7 +121,8 @@ class Store:
         if on_or_before is not None:
             query = query.where(BARS.c.date <= on_or_before)
         with self.engine.connect() as connection:
-            return dict(connection.execute(query.group_by(BARS.c.symbol)).all())
+            rows = connection.execute(query.group_by(BARS.c.symbol)).all()
+        return {str(symbol): last for symbol, last in rows}
 
     def last_macro_dates(self, on_or_before: date | None = None) -> dict[str, date]:
         """The newest stored observation date per macro series."""
@@ -127,7 +130,8 @@ class Store:
         if on_or_before is not None:
             query = query.where(MACRO.c.date <= on_or_before)
         with self.engine.connect() as connection:
-            return dict(connection.execute(query.group_by(MACRO.c.series_id)).all())
+            rows = connection.execute(query.group_by(MACRO.c.series_id)).all()
+        return {str(series): last for series, last in rows}
 
     def load_bars(
         self,
@@ -227,9 +231,7 @@ class Store:
             tx.execute(
                 update(RUNS)
                 .where(RUNS.c.id == run_id)
-                .values(
-                    status=status, finished_at=utcnow(), stages=json.dumps(stages), error=error
-                )
+                .values(status=status, finished_at=utcnow(), stages=json.dumps(stages), error=error)
             )
 
     def run(self, run_id: str) -> dict[str, Any] | None:
@@ -340,4 +342,4 @@ def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
     out = frame.loc[:, ["date", *columns]].copy()
     out["date"] = pd.to_datetime(out["date"]).dt.date
     values = out.astype(object).where(out.notna(), None)
-    return values.to_dict("records")  # type: ignore[return-value]
+    return values.to_dict("records")

@@ -26,6 +26,7 @@ from tiller.data.base import (
 )
 from tiller.errors import DataError
 
+
 def read_series_csv(path: Path, kind: SeriesKind) -> pd.DataFrame:
     """Read and check one CSV file; return its canonical frame (all rows).
 

@@ -198,13 +198,15 @@ def _asset_series(seed: int, symbol: str) -> pd.DataFrame:
     close = profile.start_price * np.exp(cum[on])
     prev_close = np.concatenate([[profile.start_price], close[:-1]])
     session_ret = np.log(close / prev_close)
-    session_vol = (np.abs(market.factor_returns[on] @ np.asarray(profile.loadings)) + idio_scale[on])
+    session_vol = np.abs(market.factor_returns[on] @ np.asarray(profile.loadings)) + idio_scale[on]
     gap = 0.3 * session_ret + 0.2 * session_vol * rng.standard_normal(on.sum())
     open_ = prev_close * np.exp(gap)
     wick = np.abs(rng.standard_normal((on.sum(), 2))) * (0.6 * session_vol[:, None] + 0.002)
     high = np.maximum(open_, close) * np.exp(wick[:, 0])
     low = np.minimum(open_, close) * np.exp(-wick[:, 1])
-    volume = profile.volume * np.exp(0.3 * rng.standard_normal(on.sum()) + 0.5 * np.log(multiplier[on]))
+    volume = profile.volume * np.exp(
+        0.3 * rng.standard_normal(on.sum()) + 0.5 * np.log(multiplier[on])
+    )
     frame = pd.DataFrame(
         {
             "date": market.days[on],

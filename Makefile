@@ -1,0 +1,45 @@
+# Everything bootstraps itself: uv (into ~/.local/bin when missing), then the locked environment.
+SHELL := /bin/bash
+UV := $(shell uv --version >/dev/null 2>&1 && command -v uv || echo $(HOME)/.local/bin/uv)
+SYNCED := .venv/.synced
+
+.PHONY: demo test test-fast lint bench schema serve clean
+
+$(HOME)/.local/bin/uv:
+	python3 -m pip install --user --quiet uv
+
+$(SYNCED): pyproject.toml uv.lock | $(UV)
+	$(UV) sync --frozen
+	@touch $@
+
+## demo: run the daily flow offline on the synthetic market (SQLite under ./var)
+demo: $(SYNCED)
+	$(UV) run --frozen tiller demo
+
+## test: lint, type-check, and the whole test suite (PostgreSQL too when TILLER_TEST_DATABASE_URL is set)
+test: $(SYNCED) lint
+	$(UV) run --frozen pytest
+
+## test-fast: the suite without the tests that start real servers
+test-fast: $(SYNCED)
+	$(UV) run --frozen pytest -m "not slow"
+
+lint: $(SYNCED)
+	$(UV) run --frozen ruff check .
+	$(UV) run --frozen ruff format --check .
+	$(UV) run --frozen mypy
+
+## bench: print the benchmark figures (not timed tests)
+bench: $(SYNCED)
+	$(UV) run --frozen python tests/benchmarks/bench_foundation.py
+
+## schema: regenerate sql/schema*.sql from the models
+schema: $(SYNCED)
+	$(UV) run --frozen tiller db schema > sql/schema.sql
+	$(UV) run --frozen tiller db schema --dialect postgresql > sql/schema.postgresql.sql
+
+serve: $(SYNCED)
+	$(UV) run --frozen tiller serve
+
+clean:
+	rm -rf var .venv .pytest_cache .mypy_cache .ruff_cache
