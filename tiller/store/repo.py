@@ -181,7 +181,9 @@ class Store:
     def _frame(self, query: Any, tx: Connection | None) -> pd.DataFrame:
         def run(connection: Connection) -> pd.DataFrame:
             result = connection.execute(query)
-            return pd.DataFrame(result.fetchall(), columns=list(result.keys()))
+            columns = list(result.keys())
+            # plain tuples: pandas probes SQLAlchemy Row objects attribute by attribute (slow)
+            return pd.DataFrame.from_records([tuple(row) for row in result], columns=columns)
 
         if tx is not None:
             return run(tx)
@@ -336,10 +338,12 @@ class Store:
 
 
 def _records(frame: pd.DataFrame, columns: list[str]) -> list[dict[str, Any]]:
-    """Frame rows as dicts with python ``date`` and floats (NaN -> None)."""
+    """Frame rows as dicts with python ``date`` and floats (NaN -> None), built column-wise."""
     if frame.empty:
         return []
-    out = frame.loc[:, ["date", *columns]].copy()
-    out["date"] = pd.to_datetime(out["date"]).dt.date
-    values = out.astype(object).where(out.notna(), None)
-    return values.to_dict("records")
+    values = [pd.to_datetime(frame["date"]).dt.date.tolist()]
+    for column in columns:
+        floats = frame[column].astype("float64").tolist()
+        values.append([None if v != v else v for v in floats])  # v != v only for NaN
+    names = ["date", *columns]
+    return [dict(zip(names, row, strict=True)) for row in zip(*values, strict=True)]
