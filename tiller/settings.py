@@ -14,6 +14,7 @@ import re
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
+from itertools import pairwise
 from pathlib import Path
 from typing import Annotated, Any, Literal
 
@@ -131,6 +132,140 @@ class ValidationConfig(_Frozen):
         return self.severity[check]
 
 
+class FactorConfig(_Frozen):
+    """Factor windows (sessions) and annualisation (periods per year per calendar)."""
+
+    momentum_windows: list[int] = Field(default_factory=lambda: [60, 120])
+    volatility_windows: list[int] = Field(default_factory=lambda: [20, 60])
+    sma_windows: list[int] = Field(default_factory=lambda: [20, 50, 200])
+    rsi_window: int = Field(14, ge=2)
+    atr_window: int = Field(14, ge=2)
+    momentum_long: int = Field(252, ge=2)
+    momentum_skip: int = Field(21, ge=1)
+    periods_per_year: dict[str, int] = Field(default_factory=lambda: {"XNYS": 252, "24/7": 365})
+
+    @model_validator(mode="after")
+    def _skip_shorter_than_long(self) -> FactorConfig:
+        if self.momentum_skip >= self.momentum_long:
+            raise ValueError("momentum_skip must be shorter than momentum_long")
+        return self
+
+
+class RegimeConfig(_Frozen):
+    """VIX thresholds: NORMAL < elevated <= ELEVATED < high_vol <= HIGH_VOL < extreme <= EXTREME."""
+
+    elevated: float = 20
+    high_vol: float = 30
+    extreme: float = 40
+
+    @model_validator(mode="after")
+    def _increasing(self) -> RegimeConfig:
+        if not 0 < self.elevated < self.high_vol < self.extreme:
+            raise ValueError("regime thresholds must increase: 0 < elevated < high_vol < extreme")
+        return self
+
+
+class SignalConfig(_Frozen):
+    """Signal rules (SPEC stage 5)."""
+
+    momentum_factor: str = "momentum_60"
+    strong_buy_momentum: float = 0.10
+    strong_buy_max_vix: float = 30
+    buy_momentum: float = 0.02
+    sell_momentum: float = -0.02
+    strong_sell_momentum: float = -0.10
+    high_vol_confidence_factor: float = Field(0.5, ge=0, le=1)
+    top_fraction: float = Field(0.30, gt=0, le=1)
+    bottom_fraction: float = Field(0.30, ge=0, lt=1)
+    defensive_assets: list[str] = Field(default_factory=lambda: ["GLD", "TLT"])
+    defensive_trigger: float = Field(0.5, ge=0, le=1)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> SignalConfig:
+        if not (
+            self.strong_sell_momentum
+            < self.sell_momentum
+            < self.buy_momentum
+            < self.strong_buy_momentum
+        ):
+            raise ValueError(
+                "momentum thresholds must increase: strong_sell < sell < buy < strong_buy"
+            )
+        return self
+
+
+class StrategyConfig(_Frozen):
+    """``config/strategy.yaml``."""
+
+    factors: FactorConfig = Field(default_factory=FactorConfig)
+    regime: RegimeConfig = Field(default_factory=RegimeConfig)
+    signals: SignalConfig = Field(default_factory=SignalConfig)
+
+
+class RiskConfig(_Frozen):
+    """Hierarchical risk (SPEC stage 6), ``config/risk.yaml``."""
+
+    levels: dict[str, float] = Field(
+        default_factory=lambda: {"L1": 0.05, "L2": 0.08, "L3": 0.12, "L4": 0.15}
+    )
+    l1_min_confidence: float = Field(0.6, ge=0, le=1)
+    l2_exposure_cut: float = Field(0.25, ge=0, le=1)
+    l3_exposure_cut: float = Field(0.50, ge=0, le=1)
+    safe_havens: list[str] = Field(default_factory=lambda: ["GLD", "TLT", "TIP"])
+    asset_stop_halve: float = Field(0.12, gt=0, lt=1)
+    asset_stop_exit: float = Field(0.18, gt=0, lt=1)
+    correlation_window: int = Field(60, ge=10)
+    pair_correlation_cap: float = Field(0.70, gt=0, le=1)
+    pair_combined_weight: float = Field(0.40, gt=0, le=1)
+    average_correlation_l1: float = Field(0.50, gt=0, le=1)
+    all_pairs_correlation_l2: float = Field(0.80, gt=0, le=1)
+    reentry_low_vol_days: int = Field(5, ge=1)
+    target_volatility: float = Field(0.12, gt=0)
+    reentry_initial_fraction: float = Field(0.25, gt=0, le=1)
+    reentry_weekly_step: float = Field(0.25, gt=0, le=1)
+    kill_daily_loss: float = Field(0.03, gt=0, lt=1)
+    kill_error_burst: int = Field(5, ge=1)
+
+    @field_validator("levels")
+    @classmethod
+    def _four_increasing_levels(cls, value: dict[str, float]) -> dict[str, float]:
+        if list(value) != ["L1", "L2", "L3", "L4"]:
+            raise ValueError("levels must be L1, L2, L3, L4 in that order")
+        drawdowns = list(value.values())
+        if not all(0 < a < b < 1 for a, b in pairwise(drawdowns)):
+            raise ValueError("level drawdowns must increase and lie in (0, 1)")
+        return value
+
+    @model_validator(mode="after")
+    def _halve_before_exit(self) -> RiskConfig:
+        if self.asset_stop_halve >= self.asset_stop_exit:
+            raise ValueError("asset_stop_halve must be smaller than asset_stop_exit")
+        return self
+
+
+class OptimizeConfig(_Frozen):
+    """Portfolio construction (SPEC stage 7), ``config/risk.yaml`` section ``optimize``."""
+
+    lookback: int = Field(252, ge=20)
+    cash_buffer: float = Field(0.05, ge=0.05, lt=1)
+    max_gross_leverage: float = Field(1.0, gt=0)
+    hard_max_leverage: float = Field(1.5, gt=0)
+    min_weight_change: float = Field(0.02, ge=0)
+    min_trade_value: float = Field(100, ge=0)
+    max_turnover: float = Field(0.30, gt=0)
+    max_trades: int = Field(5, ge=1)
+    initial_capital: float = Field(100_000, gt=0)
+
+    @model_validator(mode="after")
+    def _leverage_within_hard_cap(self) -> OptimizeConfig:
+        if self.max_gross_leverage > self.hard_max_leverage:
+            raise ValueError(
+                f"max_gross_leverage {self.max_gross_leverage} exceeds the hard cap "
+                f"{self.hard_max_leverage}"
+            )
+        return self
+
+
 @dataclass(frozen=True)
 class DataSource:
     """One entry of ``TILLER_DATA_SOURCES``: a provider kind and, for ``csv``, its folder."""
@@ -238,6 +373,9 @@ class Settings(BaseSettings):
 
     data: DataConfig = Field(default_factory=DataConfig)
     validation: ValidationConfig
+    strategy: StrategyConfig = Field(default_factory=StrategyConfig)
+    risk: RiskConfig = Field(default_factory=RiskConfig)
+    optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
 
     # Provider credentials: environment only, never logged (SecretStr).
     massive_api_key: SecretStr | None = Field(
