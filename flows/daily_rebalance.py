@@ -17,6 +17,9 @@ from prefect.runtime import flow_run
 from tasks.checkpoint import StageOutcome
 from tasks.context import RunContext
 from tasks.ingest import ingest
+from tasks.optimize import optimize
+from tasks.risk import risk
+from tasks.strategy import factors, regime, signals
 from tasks.validate import validate
 from tiller.calendars import is_session, latest_completed_session
 from tiller.errors import BlockedError, ConfigError
@@ -24,7 +27,7 @@ from tiller.settings import load_settings
 from tiller.store.repo import Store
 
 FLOW = "daily-rebalance"
-STAGES = ("ingest", "validate")
+STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize")
 
 
 def resolve_as_of(as_of: date | None) -> date:
@@ -67,16 +70,25 @@ def daily_rebalance(
     ctx = RunContext(settings, store, FLOW, day, run_id, force)
     stages: dict[str, str] = {}
     logger.info("daily-rebalance for %s (run %s, force=%s)", day, run_id, force)
+
+    def record(name: str, outcome: StageOutcome) -> StageOutcome:
+        # a blocking stage did its job (its report is stored); the *run* is blocked
+        stages[name] = "completed" if outcome.status == "blocked" else outcome.status
+        logger.info("stage %s: %s (%s)", name, outcome.status, outcome.output_ref)
+        return outcome
+
     try:
-        for name, stage_task in (("ingest", ingest), ("validate", validate)):
-            outcome: StageOutcome = stage_task(ctx)
-            # a blocking stage did its job (its report is stored); the *run* is blocked
-            stages[name] = "completed" if outcome.status == "blocked" else outcome.status
-            logger.info("stage %s: %s (%s)", name, outcome.status, outcome.output_ref)
-            if outcome.status == "blocked":
-                message = outcome.value.blocking_message()
-                store.finish_run(run_id, "blocked", stages, message)
-                raise BlockedError(f"{name} blocked the run for {day}: {message}")
+        record("ingest", ingest(ctx))
+        checked = record("validate", validate(ctx))
+        if checked.status == "blocked":
+            message = checked.value.blocking_message()
+            store.finish_run(run_id, "blocked", stages, message)
+            raise BlockedError(f"validate blocked the run for {day}: {message}")
+        snapshot = record("factors", factors(ctx)).value
+        reading = record("regime", regime(ctx)).value
+        signal_list = record("signals", signals(ctx, snapshot, reading)).value
+        decision = record("risk", risk(ctx, signal_list)).value
+        record("optimize", optimize(ctx, signal_list, decision))
     except BlockedError:
         raise
     except Exception as exc:

@@ -6,7 +6,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from tiller.store.repo import DQ_REPORTS, Store
+from tiller.store.repo import DQ_REPORTS, REGIMES, RISK_DECISIONS, SIGNALS, TARGETS, Store
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
@@ -15,7 +15,10 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
     Keys: ``flow``, ``as_of``, ``status`` (completed | blocked | failed |
     running | interrupted), ``stages`` (stage -> completed | skipped | blocked
     | failed), ``error`` (null or the message), ``run_id``, ``data_quality``
-    (status and counts of the as_of's report, or null).
+    (status and counts of the as_of's report, or null), ``regime``, ``risk_level``
+    (``L0``..``L4``), ``kill_switch``, ``signals`` (symbol -> signal) and
+    ``target_weights`` (symbol -> weight, ``CASH`` included); null/empty until the
+    stage that writes them has run.
     """
     run = store.run(run_id)
     if run is None:
@@ -33,6 +36,19 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             "blocking": int(row["blocking"]),
             "warnings": int(row["warnings"]),
         }
+    as_of = run["as_of"]
+    regime = store.select(select(REGIMES.c.regime).where(REGIMES.c.as_of == as_of))
+    decision = store.select(
+        select(RISK_DECISIONS.c.level, RISK_DECISIONS.c.kill_switch).where(
+            RISK_DECISIONS.c.as_of == as_of
+        )
+    )
+    signals = store.select(
+        select(SIGNALS.c.symbol, SIGNALS.c.signal).where(SIGNALS.c.as_of == as_of)
+    )
+    targets = store.select(
+        select(TARGETS.c.symbol, TARGETS.c.weight).where(TARGETS.c.as_of == as_of)
+    )
     return {
         "flow": run["flow"],
         "as_of": run["as_of"].isoformat(),
@@ -41,4 +57,9 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "error": run["error"],
         "run_id": run_id,
         "data_quality": quality,
+        "regime": None if regime.empty else str(regime.iloc[0, 0]),
+        "risk_level": None if decision.empty else f"L{int(decision.iloc[0]['level'])}",
+        "kill_switch": None if decision.empty else bool(decision.iloc[0]["kill_switch"]),
+        "signals": {str(r.symbol): str(r.signal) for r in signals.itertuples()},
+        "target_weights": {str(r.symbol): round(float(r.weight), 6) for r in targets.itertuples()},
     }

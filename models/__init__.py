@@ -1,5 +1,16 @@
 """SQLModel tables: the store's schema, mapped to domain types at the store boundary."""
 
+from models.strategy import (
+    FactorGap,
+    FactorValue,
+    OptimizationRecord,
+    RegimeRecord,
+    RiskDecisionRecord,
+    RiskEvent,
+    RiskStateRecord,
+    SignalRecord,
+    TargetWeight,
+)
 from models.tables import (
     Bar,
     CrossSourceCheck,
@@ -17,9 +28,18 @@ __all__ = [
     "CrossSourceCheck",
     "DataQualityFinding",
     "DataQualityReport",
+    "FactorGap",
+    "FactorValue",
     "FlowRun",
     "IngestLog",
     "MacroObservation",
+    "OptimizationRecord",
+    "RegimeRecord",
+    "RiskDecisionRecord",
+    "RiskEvent",
+    "RiskStateRecord",
+    "SignalRecord",
     "StageCheckpoint",
+    "TargetWeight",
     "metadata",
 ]

@@ -39,6 +39,14 @@ CREATE TABLE macro_observations (
 	PRIMARY KEY (series_id, date)
 );
 
+CREATE TABLE risk_state (
+	portfolio VARCHAR(40) NOT NULL, 
+	as_of DATE, 
+	state TEXT NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (portfolio)
+);
+
 CREATE TABLE cross_source_checks (
 	id SERIAL NOT NULL, 
 	run_id VARCHAR(36) NOT NULL, 
@@ -73,6 +81,26 @@ CREATE TABLE data_quality_reports (
 
 CREATE INDEX ix_dq_reports_as_of ON data_quality_reports (as_of);
 
+CREATE TABLE factor_gaps (
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	factor VARCHAR(40) NOT NULL, 
+	reason TEXT NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of, symbol, factor), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE TABLE factor_values (
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	factor VARCHAR(40) NOT NULL, 
+	value FLOAT NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of, symbol, factor), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
 CREATE TABLE ingest_log (
 	id SERIAL NOT NULL, 
 	run_id VARCHAR(36) NOT NULL, 
@@ -92,6 +120,73 @@ CREATE TABLE ingest_log (
 
 CREATE INDEX ix_ingest_log_as_of ON ingest_log (as_of);
 
+CREATE TABLE optimizations (
+	as_of DATE NOT NULL, 
+	method VARCHAR(30) NOT NULL, 
+	reason TEXT NOT NULL, 
+	turnover FLOAT NOT NULL, 
+	skipped TEXT NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE TABLE regimes (
+	as_of DATE NOT NULL, 
+	regime VARCHAR(10) NOT NULL, 
+	vix FLOAT NOT NULL, 
+	vix_date DATE NOT NULL, 
+	reason TEXT NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE TABLE risk_decisions (
+	as_of DATE NOT NULL, 
+	portfolio VARCHAR(40) NOT NULL, 
+	level INTEGER NOT NULL, 
+	drawdown FLOAT NOT NULL, 
+	nav FLOAT NOT NULL, 
+	peak_nav FLOAT NOT NULL, 
+	distance_to_next FLOAT, 
+	exposure_scale FLOAT NOT NULL, 
+	buy_allowed BOOLEAN NOT NULL, 
+	kill_switch BOOLEAN NOT NULL, 
+	halted BOOLEAN NOT NULL, 
+	actions TEXT NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of, portfolio), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE TABLE risk_events (
+	id SERIAL NOT NULL, 
+	as_of DATE NOT NULL, 
+	portfolio VARCHAR(40) NOT NULL, 
+	kind VARCHAR(40) NOT NULL, 
+	symbol VARCHAR(20), 
+	reason TEXT NOT NULL, 
+	run_id VARCHAR(36), 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE INDEX ix_risk_events_as_of ON risk_events (as_of);
+
+CREATE TABLE signals (
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	signal VARCHAR(12) NOT NULL, 
+	confidence FLOAT NOT NULL, 
+	long_eligible BOOLEAN NOT NULL, 
+	reason TEXT NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of, symbol), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
 CREATE TABLE stage_checkpoints (
 	id SERIAL NOT NULL, 
 	flow VARCHAR(60) NOT NULL, 
@@ -108,6 +203,16 @@ CREATE TABLE stage_checkpoints (
 	error TEXT, 
 	PRIMARY KEY (id), 
 	CONSTRAINT uq_checkpoint_stage UNIQUE (flow, as_of, stage), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE TABLE target_weights (
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	weight FLOAT NOT NULL, 
+	raw_weight FLOAT, 
+	run_id VARCHAR(36) NOT NULL, 
+	PRIMARY KEY (as_of, symbol), 
 	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
 );
 

@@ -21,6 +21,7 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection
 
 from tasks.context import RunContext
@@ -47,17 +48,27 @@ def fingerprint(*parts: Any) -> str:
     return hashlib.sha256(payload).hexdigest()
 
 
+def frame_digest(frame: pd.DataFrame | None) -> int:
+    """A stable content hash of a frame (values and index), for input fingerprints."""
+    if frame is None or frame.empty:
+        return 0
+    return int(pd.util.hash_pandas_object(frame.round(12), index=True).sum())
+
+
 def run_stage[T](
     ctx: RunContext,
     stage: str,
     input_fingerprint: str,
     compute: Callable[[], T],
     persist: Callable[[Connection, T], tuple[str, str]],
+    recompute_on_skip: bool = False,
 ) -> StageOutcome:
     """Run ``stage`` once for (flow, as_of); see the module docstring.
 
     ``persist`` returns ``(status, output_ref)``; status is ``completed`` or
     ``blocked`` (the stage ran and its output says later stages must not).
+    With ``recompute_on_skip`` a skipped stage still computes its (pure,
+    deterministic) value in memory for the stages after it, but writes nothing.
     """
     store = ctx.store
     previous = store.checkpoint(ctx.flow, ctx.as_of, stage)
@@ -67,7 +78,8 @@ def run_stage[T](
         and previous.status == "completed"
         and previous.input_fingerprint == input_fingerprint
     ):
-        return StageOutcome(stage, "skipped", previous.output_ref)
+        value = compute() if recompute_on_skip else None
+        return StageOutcome(stage, "skipped", previous.output_ref, value)
     started = utcnow()
     try:
         result = compute()

@@ -31,6 +31,15 @@ INGEST_LOG: Table = models.IngestLog.__table__  # type: ignore[attr-defined]
 CROSS_CHECKS: Table = models.CrossSourceCheck.__table__  # type: ignore[attr-defined]
 DQ_REPORTS: Table = models.DataQualityReport.__table__  # type: ignore[attr-defined]
 DQ_FINDINGS: Table = models.DataQualityFinding.__table__  # type: ignore[attr-defined]
+FACTORS: Table = models.FactorValue.__table__  # type: ignore[attr-defined]
+FACTOR_GAPS: Table = models.FactorGap.__table__  # type: ignore[attr-defined]
+REGIMES: Table = models.RegimeRecord.__table__  # type: ignore[attr-defined]
+SIGNALS: Table = models.SignalRecord.__table__  # type: ignore[attr-defined]
+RISK_STATE: Table = models.RiskStateRecord.__table__  # type: ignore[attr-defined]
+RISK_DECISIONS: Table = models.RiskDecisionRecord.__table__  # type: ignore[attr-defined]
+RISK_EVENTS: Table = models.RiskEvent.__table__  # type: ignore[attr-defined]
+TARGETS: Table = models.TargetWeight.__table__  # type: ignore[attr-defined]
+OPTIMIZATIONS: Table = models.OptimizationRecord.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 5_000
 
@@ -318,6 +327,30 @@ class Store:
             "error": error,
         }
         self._upsert(tx, CHECKPOINTS, [values], ("flow", "as_of", "stage"))
+
+    # -------------------------------------------------------------- risk state
+    def load_risk_state(self, portfolio: str) -> dict[str, Any] | None:
+        """The persisted risk state of ``portfolio`` (a JSON dict); None before the first run."""
+        query = select(RISK_STATE.c.state).where(RISK_STATE.c.portfolio == portfolio)
+        with self.engine.connect() as connection:
+            raw = connection.execute(query).scalar()
+        return None if raw is None else dict(json.loads(raw))
+
+    def save_risk_state(
+        self, tx: Connection, portfolio: str, as_of: date | None, state: dict[str, Any]
+    ) -> None:
+        """Insert or replace the one risk-state row of ``portfolio``."""
+        row = {
+            "portfolio": portfolio,
+            "as_of": as_of,
+            "state": json.dumps(state, sort_keys=True, default=str),
+            "updated_at": utcnow(),
+        }
+        self._upsert(tx, RISK_STATE, [row], ("portfolio",))
+
+    def replace_for_as_of(self, tx: Connection, table: Table, as_of: date) -> None:
+        """Delete a stage's earlier rows for ``as_of`` (a forced rerun replaces them)."""
+        tx.execute(table.delete().where(table.c.as_of == as_of))
 
     # ---------------------------------------------------------------- generic
     def insert(self, tx: Connection, table: Table, rows: Sequence[dict[str, Any]]) -> None:

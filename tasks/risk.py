@@ -1,0 +1,175 @@
+"""The risk stage: assess the hierarchical risk level, persist the decision and the state."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+
+import pandas as pd
+from prefect import task
+from prefect.cache_policies import NO_CACHE
+from sqlalchemy import Connection, select
+
+from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
+from tasks.context import RunContext
+from tiller.domain import Signal
+from tiller.risk import RiskDecision, RiskInputs, RiskState, assess_risk
+from tiller.store.repo import (
+    CHECKPOINTS,
+    DQ_FINDINGS,
+    DQ_REPORTS,
+    RISK_DECISIONS,
+    RISK_EVENTS,
+    TARGETS,
+    utcnow,
+)
+
+PORTFOLIO = "paper"
+
+
+@dataclass(frozen=True)
+class PortfolioView:
+    """What the portfolio holds today.
+
+    Until the execution stage lands, the paper portfolio is all cash at the
+    configured initial capital: no positions, NAV = ``optimize.initial_capital``.
+    """
+
+    nav: float
+    previous_nav: float | None
+    weights: dict[str, float]
+
+
+def current_portfolio(ctx: RunContext) -> PortfolioView:
+    return PortfolioView(ctx.settings.optimize.initial_capital, None, {})
+
+
+def daily_returns(ctx: RunContext, symbols: Sequence[str], sessions: int) -> pd.DataFrame:
+    """Daily simple returns (rows: dates, columns: symbols) of the last ``sessions`` sessions."""
+    start = ctx.as_of - timedelta(days=int(sessions * 7 / 5) + 20)
+    bars = ctx.store.load_bars(list(symbols), start, ctx.as_of)
+    if bars.empty:
+        return pd.DataFrame()
+    prices = bars.assign(price=bars["adj_close"].fillna(bars["close"])).pivot(
+        index="date", columns="symbol", values="price"
+    )
+    # 24/7 assets have weekend rows the ETFs lack: compare on the ETF sessions only
+    prices = prices.dropna(how="all").ffill()
+    return prices.pct_change(fill_method=None).iloc[1:].tail(sessions)
+
+
+def _previous_targets(ctx: RunContext) -> dict[str, float]:
+    query = select(TARGETS.c.as_of, TARGETS.c.symbol, TARGETS.c.weight).where(
+        TARGETS.c.as_of < ctx.as_of
+    )
+    frame = ctx.store.select(query)
+    if frame.empty:
+        return {}
+    last = frame[frame["as_of"] == frame["as_of"].max()]
+    return {r.symbol: float(r.weight) for r in last.itertuples() if r.symbol != "CASH"}
+
+
+def _stale_today(ctx: RunContext) -> bool:
+    query = (
+        select(DQ_FINDINGS.c.id)
+        .join(DQ_REPORTS, DQ_REPORTS.c.id == DQ_FINDINGS.c.report_id)
+        .where(DQ_REPORTS.c.as_of == ctx.as_of, DQ_FINDINGS.c.check == "stale")
+    )
+    return not ctx.store.select(query).empty
+
+
+def _errors_today(ctx: RunContext) -> int:
+    query = select(CHECKPOINTS.c.id).where(
+        CHECKPOINTS.c.as_of == ctx.as_of, CHECKPOINTS.c.status == "failed"
+    )
+    return len(ctx.store.select(query))
+
+
+def risk_stage(ctx: RunContext, signals: Sequence[Signal]) -> StageOutcome:
+    """Assess risk for ``as_of`` from the persisted state; persist decision, events and state."""
+    settings = ctx.settings
+    config = settings.risk
+    portfolio = current_portfolio(ctx)
+    returns = daily_returns(ctx, settings.symbols, config.correlation_window)
+    targets = _previous_targets(ctx)
+    held = [s for s in targets if s in returns.columns]
+    portfolio_returns = (
+        returns[held].mul(pd.Series(targets)[held]).sum(axis=1) if held else pd.Series()
+    )
+    stored = ctx.store.load_risk_state(PORTFOLIO)
+    state = RiskState.from_dict(stored) if stored else RiskState()
+    inputs = RiskInputs(
+        as_of=ctx.as_of,
+        nav=portfolio.nav,
+        previous_nav=portfolio.previous_nav,
+        returns=returns,
+        portfolio_returns=portfolio_returns,
+        positions={},
+        signals=tuple(signals),
+        asset_classes={s: settings.asset(s).asset_class for s in settings.symbols},
+        stale_data=_stale_today(ctx),
+        broker_reachable=True,
+        errors_today=_errors_today(ctx),
+    )
+    key = fingerprint(
+        ctx.as_of,
+        config.model_dump(),
+        [(s.symbol, s.signal.value, s.confidence) for s in signals],
+        frame_digest(returns),
+        portfolio.nav,
+    )
+
+    def compute() -> RiskDecision:
+        return assess_risk(inputs, state, config)
+
+    def persist(tx: Connection, decision: RiskDecision) -> tuple[str, str]:
+        store = ctx.store
+        store.replace_for_as_of(tx, RISK_DECISIONS, ctx.as_of)
+        store.replace_for_as_of(tx, RISK_EVENTS, ctx.as_of)
+        store.insert(
+            tx,
+            RISK_DECISIONS,
+            [
+                {
+                    "as_of": ctx.as_of,
+                    "portfolio": PORTFOLIO,
+                    "run_id": ctx.run_id,
+                    "level": int(decision.level),
+                    "drawdown": decision.drawdown,
+                    "nav": portfolio.nav,
+                    "peak_nav": decision.peak_nav,
+                    "distance_to_next": decision.distance_to_next,
+                    "exposure_scale": decision.exposure_scale,
+                    "buy_allowed": decision.buy_allowed,
+                    "kill_switch": decision.kill_switch,
+                    "halted": decision.halted,
+                    "actions": json.dumps(decision.actions),
+                }
+            ],
+        )
+        now = utcnow()
+        store.insert(
+            tx,
+            RISK_EVENTS,
+            [
+                {
+                    "as_of": ctx.as_of,
+                    "portfolio": PORTFOLIO,
+                    "run_id": ctx.run_id,
+                    "kind": e.kind,
+                    "symbol": e.symbol,
+                    "reason": e.reason,
+                    "created_at": now,
+                }
+                for e in decision.decisions
+            ],
+        )
+        store.save_risk_state(tx, PORTFOLIO, ctx.as_of, decision.state.to_dict())
+        return "completed", f"risk_decisions?as_of={ctx.as_of.isoformat()}"
+
+    return run_stage(ctx, "risk", key, compute, persist, recompute_on_skip=True)
+
+
+risk = task(name="risk", cache_policy=NO_CACHE)(risk_stage)

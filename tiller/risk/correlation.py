@@ -1,0 +1,141 @@
+"""Correlation monitor: Pearson correlations of daily returns over the last window.
+
+Rules (SPEC stage 6, thresholds from ``config/risk.yaml``)
+----------------------------------------------------------
+With ``rho(a, b)`` the Pearson correlation of the daily returns of ``a`` and ``b``
+over the last ``correlation_window`` (60) rows of the returns frame:
+
+* any pair with ``rho > pair_correlation_cap`` (0.7): the pair's combined weight
+  is capped at ``pair_combined_weight`` (40% of NAV);
+* ``mean(rho)`` over all pairs ``> average_correlation_l1`` (0.5): at least L1;
+* every pair ``> all_pairs_correlation_l2`` (0.8): at least L2.
+
+At least two assets are needed.  A pair needs ``max(10, window // 2)`` rows where
+both returns are present (fewer, or a constant series, gives no correlation);
+a pair without a correlation does not count towards the average and means
+"not every pair is above 0.8".
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+from itertools import combinations
+
+import pandas as pd
+
+from tiller.domain import RiskLevel
+from tiller.risk.model import RiskEvent
+from tiller.settings import RiskConfig
+
+Pair = tuple[str, str, float]
+
+
+@dataclass(frozen=True)
+class CorrelationReport:
+    """What the monitor found.
+
+    Attributes
+    ----------
+    symbols:
+        The monitored assets present in the returns frame (sorted).
+    matrix:
+        Their correlation matrix (NaN where a pair has too little data).
+    pairs:
+        Every pair with a correlation, ``(a, b, rho)`` with ``a < b``.
+    average:
+        Mean pairwise correlation, None without any pair.
+    capped_pairs:
+        Pairs above ``pair_correlation_cap``: ``(a, b, combined_cap)`` (fraction of NAV).
+    level_floor:
+        L2 if every pair is above ``all_pairs_correlation_l2``, L1 if the average is above
+        ``average_correlation_l1``, else L0.
+    events:
+        One :class:`RiskEvent` per finding, with the numbers.
+    """
+
+    symbols: tuple[str, ...]
+    matrix: pd.DataFrame
+    pairs: tuple[Pair, ...]
+    average: float | None
+    capped_pairs: tuple[Pair, ...]
+    level_floor: RiskLevel
+    events: tuple[RiskEvent, ...] = field(default=())
+
+
+def correlation_report(
+    returns: pd.DataFrame, symbols: Iterable[str], config: RiskConfig
+) -> CorrelationReport:
+    """Correlations of ``symbols`` over the last ``config.correlation_window`` rows.
+
+    Parameters
+    ----------
+    returns:
+        Daily simple returns (fraction), one column per asset, rows in date order.
+    symbols:
+        The assets to monitor (held and candidate); those missing from ``returns`` are
+        skipped.
+    config:
+        Thresholds and window.
+    """
+    window = config.correlation_window
+    present = sorted({s for s in symbols if s in returns.columns})
+    frame = returns.loc[:, present].tail(window).astype(float)
+    matrix = frame.corr(min_periods=max(10, window // 2)) if present else pd.DataFrame()
+    pairs: list[Pair] = []
+    missing_pair = False
+    for a, b in combinations(present, 2):
+        rho = float(matrix.loc[a, b])
+        if math.isfinite(rho):
+            pairs.append((a, b, rho))
+        else:
+            missing_pair = True
+    average = sum(p[2] for p in pairs) / len(pairs) if pairs else None
+    rows = len(frame)
+    events: list[RiskEvent] = []
+    capped: list[Pair] = []
+    for a, b, rho in pairs:
+        if rho > config.pair_correlation_cap:
+            capped.append((a, b, config.pair_combined_weight))
+            events.append(
+                RiskEvent(
+                    "pair_cap",
+                    f"{a}+{b}",
+                    f"{a}-{b} correlation {rho:.2f} > {config.pair_correlation_cap:.2f} over "
+                    f"the last {rows} days: combined weight capped at "
+                    f"{config.pair_combined_weight:.0%} of NAV",
+                )
+            )
+    floor = RiskLevel.L0
+    if pairs and not missing_pair and all(p[2] > config.all_pairs_correlation_l2 for p in pairs):
+        floor = RiskLevel.L2
+        lowest = min(p[2] for p in pairs)
+        events.append(
+            RiskEvent(
+                "correlation",
+                None,
+                f"all {len(pairs)} pairs of {', '.join(present)} correlated above "
+                f"{config.all_pairs_correlation_l2:.2f} (lowest {lowest:.2f}) over the last "
+                f"{rows} days: at least L2",
+            )
+        )
+    elif average is not None and average > config.average_correlation_l1:
+        floor = RiskLevel.L1
+        events.append(
+            RiskEvent(
+                "correlation",
+                None,
+                f"average pairwise correlation {average:.2f} of {', '.join(present)} > "
+                f"{config.average_correlation_l1:.2f} over the last {rows} days: at least L1",
+            )
+        )
+    return CorrelationReport(
+        symbols=tuple(present),
+        matrix=matrix,
+        pairs=tuple(pairs),
+        average=average,
+        capped_pairs=tuple(capped),
+        level_floor=floor,
+        events=tuple(events),
+    )
