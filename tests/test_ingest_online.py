@@ -56,8 +56,13 @@ def test_two_sources_that_disagree_are_flagged_by_validation(
     spy = _real("SPY")
     spy.loc[spy.index[-1], "close"] *= 1.03  # the vendor's last close is 3% off
     spy.loc[spy.index[-1], "high"] = max(spy.iloc[-1]["high"], spy.iloc[-1]["close"])
-    bars = {"SPY": spy, "GLD": _real("GLD"), "QQQ": _real("QQQ"),
-            "X:BTCUSD": _real("BTC-USD"), "I:VIX": _real("VIX")}
+    bars = {
+        "SPY": spy,
+        "GLD": _real("GLD"),
+        "QQQ": _real("QQQ"),
+        "X:BTCUSD": _real("BTC-USD"),
+        "I:VIX": _real("VIX"),
+    }
     monkeypatch.setenv("MASSIVE_API_KEY", KEY)
     with massive_server(bars, KEY) as server:
         settings = make_settings(
