@@ -88,3 +88,20 @@ def test_data_ingest_from_the_shared_csv_files(tmp_path: Path) -> None:
     assert spy["date"].max().date().isoformat() == "2020-03-31"
     bad = _tiller(tmp_path, "data", "ingest", "--end", "2020-13-01")
     assert bad.returncode == 2 and "--end: '2020-13-01' is not a date" in bad.stderr
+
+
+def test_risk_status_kill_switch_and_reset_need_a_person(tmp_path: Path) -> None:
+    status = _tiller(tmp_path, "risk", "status", "--json")
+    assert status.returncode == 0, status.stderr
+    shown = json.loads(status.stdout)
+    assert shown["level"] == "L0" and shown["kill_switch"] is False
+    assert shown["distance_to_next"] == 0.05  # no drawdown yet: 5 points to L1
+    assert _tiller(tmp_path, "risk", "kill-switch", "on", "--reason", "manual test").returncode == 0
+    killed = json.loads(_tiller(tmp_path, "risk", "status", "--json").stdout)
+    assert killed["kill_switch"] is True and "manual test" in killed["kill_reason"]
+    assert _tiller(tmp_path, "risk", "kill-switch", "off").returncode == 0
+    assert json.loads(_tiller(tmp_path, "risk", "status", "--json").stdout)["kill_switch"] is False
+    unconfirmed = _tiller(tmp_path, "risk", "reset")
+    assert unconfirmed.returncode == 2 and "--confirm" in unconfirmed.stderr
+    not_halted = _tiller(tmp_path, "risk", "reset", "--confirm")
+    assert not_halted.returncode == 2 and "not halted" in not_halted.stderr

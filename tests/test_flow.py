@@ -14,6 +14,7 @@ from .conftest import MARKET
 from .helpers import copy_market
 
 AS_OF = date(2024, 3, 8)
+STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize")
 
 
 @pytest.fixture
@@ -37,19 +38,25 @@ def _run(as_of: date = AS_OF, force: bool = False) -> dict:
 def test_run_resume_and_force(env: str) -> None:
     summary = _run()
     assert summary["status"] == "completed", summary
-    assert summary["stages"] == {"ingest": "completed", "validate": "completed"}
+    assert summary["stages"] == dict.fromkeys(STAGES, "completed")
     assert summary["as_of"] == "2024-03-08" and summary["error"] is None
     assert summary["data_quality"]["blocking"] == 0
+    assert summary["regime"] in ("NORMAL", "ELEVATED", "HIGH_VOL", "EXTREME")
+    assert summary["risk_level"] == "L0" and summary["kill_switch"] is False
+    assert set(summary["signals"]) == {"GLD", "SPY", "QQQ", "BTC-USD"}
+    weights = summary["target_weights"]
+    assert "CASH" in weights and abs(sum(weights.values()) - 1) < 1e-6
+    assert weights["CASH"] >= 0.05 - 1e-9
     store = Store.open(env)
     counts = {t.name: _count(store, t) for t in (BARS, INGEST_LOG, DQ_REPORTS, CHECKPOINTS)}
 
     again = _run()  # a rerun of the same date resumes: nothing left to do
     assert again["status"] == "completed"
-    assert again["stages"] == {"ingest": "skipped", "validate": "skipped"}
+    assert again["stages"] == dict.fromkeys(STAGES, "skipped")
     assert {t.name: _count(store, t) for t in (BARS, INGEST_LOG, DQ_REPORTS, CHECKPOINTS)} == counts
 
     forced = _run(force=True)
-    assert forced["stages"] == {"ingest": "completed", "validate": "completed"}
+    assert forced["stages"] == dict.fromkeys(STAGES, "completed")
     assert {t.name: _count(store, t) for t in (BARS, DQ_REPORTS, CHECKPOINTS)} == {
         k: v for k, v in counts.items() if k != "ingest_log"
     }

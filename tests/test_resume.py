@@ -51,7 +51,9 @@ def test_killed_stage_resumes_without_writing_twice(
     rerun = _tiller(env, "run", "daily", "--as-of", AS_OF, "--json")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
-    expected = {"ingest": "completed", "validate": "completed"}
+    expected = dict.fromkeys(
+        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize"), "completed"
+    )
     if killed == "validate":
         expected["ingest"] = "skipped"
     assert summary["status"] == "completed" and summary["stages"] == expected

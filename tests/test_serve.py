@@ -138,4 +138,6 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
     checkpoints = {
         c.stage: c.status for c in store.checkpoints("daily-rebalance", date(2024, 3, 8))
     }
-    assert checkpoints == {"ingest": "completed", "validate": "completed"}
+    assert checkpoints == dict.fromkeys(
+        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize"), "completed"
+    )

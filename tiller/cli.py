@@ -20,6 +20,8 @@ app = typer.Typer(
 run_app = typer.Typer(help="Run a flow now, without a Prefect server.", no_args_is_help=True)
 data_app = typer.Typer(help="Market and macro data.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
+risk_app = typer.Typer(help="The risk state: level, halt, kill switch.", no_args_is_help=True)
+app.add_typer(risk_app, name="risk")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
@@ -216,6 +218,129 @@ def db_schema(
     from tiller.store.schema import ddl
 
     typer.echo(ddl(dialect), nl=False)
+
+
+def _risk_store():
+    settings = _settings()
+    from tiller.risk import RiskState
+    from tiller.store.repo import Store
+
+    store = Store.open(settings.db_url)
+    from tasks.risk import PORTFOLIO
+
+    stored = store.load_risk_state(PORTFOLIO)
+    return settings, store, (RiskState.from_dict(stored) if stored else RiskState())
+
+
+def _save_risk(store: Any, state: Any, as_of: date, kind: str, reason: str) -> None:
+    from tasks.risk import PORTFOLIO
+    from tiller.store.repo import RISK_EVENTS, utcnow
+
+    with store.transaction() as tx:
+        store.save_risk_state(tx, PORTFOLIO, as_of, state.to_dict())
+        store.insert(
+            tx,
+            RISK_EVENTS,
+            [
+                {
+                    "as_of": as_of,
+                    "portfolio": PORTFOLIO,
+                    "kind": kind,
+                    "symbol": None,
+                    "reason": reason,
+                    "run_id": None,
+                    "created_at": utcnow(),
+                }
+            ],
+        )
+
+
+@risk_app.command("status")
+def risk_status_command(
+    as_json: Annotated[bool, typer.Option("--json", help="Print as JSON.")] = False,
+) -> None:
+    """Level, peak NAV, drawdown, distance to the next level, kill switch, halt."""
+    try:
+        settings, store, state = _risk_store()
+        from tasks.risk import PORTFOLIO
+        from tiller.risk import risk_status
+
+        nav = settings.optimize.initial_capital
+        from sqlalchemy import select
+
+        from tiller.store.repo import RISK_DECISIONS
+
+        decisions = store.select(
+            select(RISK_DECISIONS.c.nav)
+            .where(RISK_DECISIONS.c.portfolio == PORTFOLIO)
+            .order_by(RISK_DECISIONS.c.as_of.desc())
+            .limit(1)
+        )
+        if not decisions.empty:
+            nav = float(decisions.iloc[0]["nav"])
+        status = risk_status(state, nav, settings.risk)
+    except TillerError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(status, default=str))
+        return
+    for key, value in status.items():
+        shown = (
+            f"{value:.2%}"
+            if key in ("drawdown", "distance_to_next") and value is not None
+            else value
+        )
+        typer.echo(f"{key:<22} {shown}")
+
+
+@risk_app.command("reset")
+def risk_reset(
+    confirm: Annotated[
+        bool, typer.Option("--confirm", help="Confirm that a person reviewed the L4 halt.")
+    ] = False,
+) -> None:
+    """Lift the L4 halt after review; trading re-enters through the ramp."""
+    if not confirm:
+        _fail("resetting the L4 halt needs --confirm (a person must review it first)")
+    try:
+        _, store, state = _risk_store()
+        if not state.halted:
+            _fail("the portfolio is not halted: nothing to reset")
+        from tiller.calendars import latest_completed_session
+        from tiller.risk import reset_after_confirmation
+
+        as_of = max(latest_completed_session(), state.last_date or date.min)
+        new_state = reset_after_confirmation(state, as_of)
+        _save_risk(
+            store, new_state, as_of, "reset", "L4 halt lifted by `tiller risk reset --confirm`"
+        )
+        typer.echo(f"halt lifted on {as_of}; re-entry waits for calm, then ramps up")
+    except (TillerError, ValueError) as exc:
+        _fail(str(exc))
+
+
+@risk_app.command("kill-switch")
+def kill_switch(
+    state_word: Annotated[str, typer.Argument(help="on or off")],
+    reason: Annotated[str, typer.Option(help="Why (required to turn it on).")] = "",
+) -> None:
+    """Turn the manual kill switch on (no new orders) or off."""
+    if state_word not in ("on", "off"):
+        _fail(f"kill-switch takes 'on' or 'off', not {state_word!r}")
+    try:
+        _, store, state = _risk_store()
+        from tiller.calendars import latest_completed_session
+        from tiller.risk import set_kill_switch
+
+        new_state = set_kill_switch(state, state_word == "on", reason or "turned off by operator")
+        as_of = max(latest_completed_session(), state.last_date or date.min)
+        _save_risk(
+            store, new_state, as_of, "kill_switch", f"manual kill switch {state_word}: {reason}"
+        )
+        typer.echo(f"kill switch {state_word}")
+    except (TillerError, ValueError) as exc:
+        _fail(str(exc))
 
 
 @app.command()
