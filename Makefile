@@ -32,6 +32,7 @@ lint: $(SYNCED)
 ## bench: print the benchmark figures (not timed tests)
 bench: $(SYNCED)
 	$(UV) run --frozen python tests/benchmarks/bench_foundation.py
+	$(UV) run --frozen python tests/benchmarks/bench_strategy.py
 
 ## schema: regenerate sql/schema*.sql from the models
 schema: $(SYNCED)
