@@ -23,9 +23,9 @@ collect it).  Only the pure functions are called (no Prefect, no database):
     :func:`tiller.portfolio.optimize.optimize_weights` on the last 252 daily
     returns of the investable symbols (long-eligible and not a sell signal).
 ``optimize (all symbols)``
-    The same function on every symbol of the universe with 756 rows (the
-    ``lookback`` raised to 756) to show the solver cost at scale; not part of
-    the per-``as_of`` total.
+    The same function on every symbol of the universe listed for all of the
+    last 756 sessions (the ``lookback`` raised to 756, exposure 1, no pair
+    caps) to show the solver cost at scale; not part of the per-``as_of`` total.
 
 Universes, all at ``as_of`` 2023-12-29 with history from 2004-01-02:
 
@@ -40,8 +40,9 @@ Notes
 -----
 One-time costs are printed apart and left out of the per-``as_of`` total:
 importing ``pandas_ta`` (imported lazily inside ``factor_panel``) and
-``riskfolio`` (inside ``optimize_weights``), and the first ``factor_panel`` and
-the first risk-parity solve of the process (``cold``).  Every stage of the
+``riskfolio`` (inside ``optimize_weights``), both imported up front here, and
+the first ``factor_panel`` call of each universe and the first risk-parity solve
+of the process (``cold`` rows).  Every stage of the
 table is the median of ``--repeat`` warm calls.  Peak memory is the process
 high-water mark (``ru_maxrss``, KiB on Linux), so it only grows from one
 universe to the next; universes run from smallest to largest.
@@ -145,11 +146,18 @@ def load_equities() -> pd.DataFrame:
     return frame.reset_index(drop=True)
 
 
-def daily_returns(bars: pd.DataFrame) -> pd.DataFrame:
-    """Wide daily simple returns of ``adj_close`` (each symbol on its own sessions)."""
+def daily_returns(bars: pd.DataFrame, calendar_of: dict[str, str]) -> pd.DataFrame:
+    """Wide daily simple returns of ``adj_close`` on the exchange (non-24/7) sessions.
+
+    Like ``tasks.risk.daily_returns`` (pivot, forward fill, ``pct_change``), but the
+    weekend rows of 24/7 assets are dropped first, so a 24/7 asset gets the return
+    from one exchange session to the next.  Returns are fractions per
+    session.
+    """
     wide = bars.pivot(index="date", columns="symbol", values="adj_close").sort_index()
-    returns = {s: wide[s].dropna().pct_change() for s in wide.columns}
-    return pd.DataFrame(returns).sort_index().iloc[1:]
+    exchange = [s for s in wide.columns if calendar_of[s] != "24/7"]
+    wide = wide.loc[wide[exchange].notna().any(axis=1)].ffill()
+    return wide.pct_change(fill_method=None).iloc[1:]
 
 
 def run_universe(
@@ -160,6 +168,7 @@ def run_universe(
     vix: pd.DataFrame,
     settings: Any,
     repeat: int,
+    cold_optimize: bool,
 ) -> tuple[list[Row], dict[str, Any]]:
     """Time every stage of the strategy core on one universe; rows and facts to print."""
     from tiller.portfolio.optimize import optimize_weights
@@ -171,7 +180,7 @@ def run_universe(
     strategy = settings.strategy
     rows: list[Row] = []
     symbols = sorted(bars["symbol"].unique())
-    returns = daily_returns(bars)
+    returns = daily_returns(bars, calendar_of)
     returns = returns.loc[returns.index <= pd.Timestamp(AS_OF)]
 
     cold, _ = timed(lambda: factor_panel(bars, strategy.factors, calendar_of))
@@ -210,7 +219,6 @@ def run_universe(
         s.symbol for s in signals if s.long_eligible and s.signal.value not in SELLS
     )
     frame = returns[investable].iloc[-settings.optimize.lookback :].dropna()
-    caps = {s: MAX_WEIGHT for s in investable}
 
     def optimize(data: pd.DataFrame, config: Any, exposure: float, pairs: Any) -> Any:
         return optimize_weights(
@@ -223,6 +231,13 @@ def run_universe(
             pair_caps=pairs,
         )
 
+    if cold_optimize:
+        seconds, _ = timed(
+            lambda: optimize(frame, settings.optimize, decision.exposure_scale, decision.pair_caps)
+        )
+        rows.append(
+            Row("optimize (cold, first solve)", label, seconds, "one-time: not in the total")
+        )
     seconds, result = median_of(
         lambda: optimize(frame, settings.optimize, decision.exposure_scale, decision.pair_caps),
         repeat,
@@ -232,23 +247,22 @@ def run_universe(
             "optimize",
             label,
             seconds,
-            f"{len(caps)} assets x {len(frame)} rows, method {result.method}",
+            f"{len(investable)} assets x {len(frame)} rows, method {result.method}",
         )
     )
 
     scale_config = settings.optimize.model_copy(update={"lookback": SCALE_ROWS})
     everything = returns.iloc[-SCALE_ROWS:]
-    everything = everything.loc[:, everything.notna().all()]
-    if len(everything.columns) < len(symbols):  # 24/7 vs XNYS: keep the shared sessions
-        everything = returns.dropna(how="any").iloc[-SCALE_ROWS:]
+    everything = everything.loc[:, everything.notna().all()]  # listed for all 756 sessions
+    short = len(symbols) - everything.shape[1]
     seconds, scale = median_of(lambda: optimize(everything, scale_config, 1.0, ()), repeat)
     rows.append(
         Row(
             "optimize (all symbols)",
             label,
             seconds,
-            f"{everything.shape[1]} assets x {len(everything)} rows, method {scale.method}; "
-            "not in the total",
+            f"{everything.shape[1]} assets x {len(everything)} rows ({short} with a shorter "
+            f"history left out), method {scale.method}; not in the total",
         )
     )
     facts = {
@@ -289,6 +303,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     seconds, _ = timed(lambda: __import__("riskfolio"))
     imports.append(Row("import riskfolio (lazy in optimize_weights)", "-", seconds))
 
+    after_imports = peak_mib()
     from tiller.settings import load_settings
 
     settings = load_settings(universe="extended")
@@ -304,6 +319,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         Row("load equities csv.gz", "-", seconds, f"{len(equities):,} rows, {len(available)} sym")
     )
 
+    after_loads = peak_mib()
     runs: list[tuple[str, pd.DataFrame, dict[str, str], dict[str, str]]] = []
     calendars = {s: ("24/7" if s == "BTC-USD" else "XNYS") for s in extended_symbols}
     classes = {s: settings.assets[s].asset_class for s in extended_symbols}
@@ -316,9 +332,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     table: list[Row] = []
     totals: list[tuple[str, float, float, dict[str, Any]]] = []
-    for label, bars, calendar_of, asset_classes in runs:
+    for number, (label, bars, calendar_of, asset_classes) in enumerate(runs):
         rows, facts = run_universe(
-            label, bars, calendar_of, asset_classes, vix, settings, args.repeat
+            label, bars, calendar_of, asset_classes, vix, settings, args.repeat, number == 0
         )
         core = sum(r.seconds for r in rows if "not in the total" not in r.note)
         totals.append((label, core, peak_mib(), facts))
@@ -331,9 +347,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     print("One-time imports (each timed on its first import in this process):")
     for row in imports:
         print(f"  {row.stage:<48} {row.seconds:8.3f} s")
+    print(f"  peak RSS after the imports: {after_imports:.1f} MiB")
     print("Data loading (not part of the strategy core):")
     for row in loads:
         print(f"  {row.stage:<28} {row.universe:<10} {row.seconds:8.3f} s  {row.note}")
+    print(f"  peak RSS after loading all data: {after_loads:.1f} MiB")
     if len(available) < REQUESTED_SYMBOLS:
         print(
             f"NOTE: {REQUESTED_SYMBOLS} symbols were requested, but {UNIVERSE_FILE.name} holds "
