@@ -14,6 +14,7 @@ from sqlalchemy import Connection, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
 from tasks.context import RunContext
+from tiller.calendars import sessions as xnys_sessions
 from tiller.domain import Signal
 from tiller.risk import RiskDecision, RiskInputs, RiskState, assess_risk
 from tiller.store.repo import (
@@ -55,8 +56,13 @@ def daily_returns(ctx: RunContext, symbols: Sequence[str], sessions: int) -> pd.
     prices = bars.assign(price=bars["adj_close"].fillna(bars["close"])).pivot(
         index="date", columns="symbol", values="price"
     )
-    # 24/7 assets have weekend rows the ETFs lack: compare on the ETF sessions only
-    prices = prices.dropna(how="all").ffill()
+    calendars = {ctx.settings.calendar_of(s) for s in prices.columns}
+    if "XNYS" in calendars:
+        # 24/7 assets have weekend rows the ETFs lack: keep exchange sessions only, so a
+        # crypto return spans Friday to Monday instead of the ETFs showing 0% weekends
+        open_days = xnys_sessions("XNYS", prices.index.min().date(), prices.index.max().date())
+        prices = prices[prices.index.isin(open_days)]
+    prices = prices.ffill()
     return prices.pct_change(fill_method=None).iloc[1:].tail(sessions)
 
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 from datetime import date
 from pathlib import Path
 
+import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
@@ -97,3 +98,23 @@ def test_a_bad_setting_fails_the_run_with_a_clear_message(
     assert summary["status"] == "failed"
     assert summary["stages"] == {"ingest": "failed"}
     assert "MASSIVE_API_KEY is not set" in summary["error"]
+
+
+def test_risk_returns_use_exchange_sessions_not_crypto_weekends(env: str, make_settings) -> None:
+    from tasks.risk import daily_returns
+    from tiller import calendars
+
+    from .helpers import context
+
+    settings = make_settings(database_url=env, history_start=date(2023, 1, 3))
+    ctx = context(settings, AS_OF)
+    from tasks.ingest import ingest_stage
+
+    ingest_stage(ctx)
+    returns = daily_returns(ctx, ["SPY", "BTC-USD"], 20)
+    expected = calendars.sessions("XNYS", date(2024, 1, 1), AS_OF)[-20:]
+    assert list(returns.index) == list(expected)  # no Saturday/Sunday rows
+    bars = ctx.store.load_bars(["BTC-USD"]).set_index("date")["close"]
+    # Monday 2024-03-04: BTC's return runs from Friday's close, through the weekend
+    monday = bars[pd.Timestamp("2024-03-04")] / bars[pd.Timestamp("2024-03-01")] - 1
+    assert returns.loc[pd.Timestamp("2024-03-04"), "BTC-USD"] == pytest.approx(monday)
