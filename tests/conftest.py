@@ -5,6 +5,7 @@ a Prefect API for the flow tests."""
 from __future__ import annotations
 
 import os
+import socket
 import uuid
 import warnings
 from collections.abc import Callable, Iterator
@@ -24,6 +25,19 @@ PG_URL = os.environ.get("TILLER_TEST_DATABASE_URL")
 
 # Environment variables a developer's shell may set that would leak into the settings.
 _TILLER_ENV = [k for k in os.environ if k.startswith("TILLER_") and k != "TILLER_TEST_DATABASE_URL"]
+
+
+@pytest.fixture(autouse=True)
+def _loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
+    """No test may reach beyond this machine: any TCP connect elsewhere fails the test."""
+    connect = socket.socket.connect
+
+    def guarded(self: socket.socket, address: Any) -> Any:
+        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
+            raise AssertionError(f"test tried to reach {address!r}: only 127.0.0.1 is allowed")
+        return connect(self, address)
+
+    monkeypatch.setattr(socket.socket, "connect", guarded)
 
 
 @pytest.fixture(autouse=True)

@@ -58,19 +58,6 @@ def req(series: str = "SPY", start: date = date(2024, 3, 4), end: date = date(20
     return SeriesRequest(series, SeriesKind.BAR, start, end)
 
 
-@pytest.fixture(autouse=True)
-def loopback_only(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Fail any attempt to open a socket to anything but 127.0.0.1."""
-    connect = socket.socket.connect
-
-    def guarded(self: socket.socket, address: object) -> None:
-        if isinstance(address, tuple) and address[0] not in ("127.0.0.1", "::1", "localhost"):
-            raise AssertionError(f"test tried to reach {address!r}")
-        connect(self, address)  # type: ignore[arg-type]
-
-    monkeypatch.setattr(socket.socket, "connect", guarded)
-
-
 @pytest.fixture
 def server() -> Iterator[FakeServer]:
     with fake.yahoo_server(BARS) as srv:
