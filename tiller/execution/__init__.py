@@ -1,0 +1,2 @@
+"""Execution: orders from targets, the broker interface and its implementations,
+fills, reconciliation and portfolio accounting (SPEC stage 8)."""
