@@ -266,6 +266,27 @@ class OptimizeConfig(_Frozen):
         return self
 
 
+class ExecutionConfig(_Frozen):
+    """Execution settings (``config/execution.yaml``)."""
+
+    fill_price: Literal["next_open", "close"] = "next_open"
+    base_slippage_bps: float = Field(5.0, ge=0)
+    volatility_slippage: float = Field(0.10, ge=0)
+    impact_threshold: float = Field(10_000, ge=0)
+    impact_bps_per_10k: float = Field(1.0, ge=0)
+    max_volume_fraction: float = Field(0.10, gt=0, le=1)
+    fill_delay_sessions: int = Field(0, ge=0)
+    fractional: bool = False
+    crypto_lot: float = Field(0.0001, gt=0)
+    max_retries: int = Field(3, ge=0)
+    retry_backoff_seconds: float = Field(1.0, ge=0)
+    poll_timeout_seconds: float = Field(30, ge=0)
+    poll_interval_seconds: float = Field(1.0, gt=0)
+    pause_after_failures: int = Field(3, ge=1)
+    alpaca_url: str = "https://paper-api.alpaca.markets"
+    strategy_tag: str = Field("tiller-rp", pattern=r"^[a-z0-9-]{1,20}$")
+
+
 @dataclass(frozen=True)
 class DataSource:
     """One entry of ``TILLER_DATA_SOURCES``: a provider kind and, for ``csv``, its folder."""
@@ -376,6 +397,8 @@ class Settings(BaseSettings):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    broker: Literal["paper", "alpaca"] = "paper"
+    execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
     # Provider credentials: environment only, never logged (SecretStr).
     massive_api_key: SecretStr | None = Field(
@@ -384,6 +407,7 @@ class Settings(BaseSettings):
             "TILLER_MASSIVE_API_KEY", "MASSIVE_API_KEY", "POLYGON_API_KEY"
         ),
     )
+    alpaca_url: str | None = Field(None, validation_alias=AliasChoices("TILLER_ALPACA_URL"))
     alpaca_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ALPACA_API_KEY", "APCA_API_KEY_ID")
     )
