@@ -16,6 +16,7 @@ from prefect.runtime import flow_run
 
 from tasks.checkpoint import StageOutcome
 from tasks.context import RunContext
+from tasks.execute import orders
 from tasks.ingest import ingest
 from tasks.optimize import optimize
 from tasks.risk import risk
@@ -27,7 +28,7 @@ from tiller.settings import load_settings
 from tiller.store.repo import Store
 
 FLOW = "daily-rebalance"
-STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize")
+STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders")
 
 
 def resolve_as_of(as_of: date | None) -> date:
@@ -88,7 +89,8 @@ def daily_rebalance(
         reading = record("regime", regime(ctx)).value
         signal_list = record("signals", signals(ctx, snapshot, reading)).value
         decision = record("risk", risk(ctx, signal_list)).value
-        record("optimize", optimize(ctx, signal_list, decision))
+        targets = record("optimize", optimize(ctx, signal_list, decision)).value
+        record("orders", orders(ctx, targets, decision, signal_list))
     except BlockedError:
         raise
     except Exception as exc:

@@ -4,9 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import select
 
-from tiller.store.repo import DQ_REPORTS, REGIMES, RISK_DECISIONS, SIGNALS, TARGETS, Store
+from tiller.store.repo import (
+    DQ_REPORTS,
+    NAV_SNAPSHOTS,
+    ORDERS,
+    POSITION_SNAPSHOTS,
+    REGIMES,
+    RISK_DECISIONS,
+    SIGNALS,
+    TARGETS,
+    Store,
+)
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
@@ -17,7 +28,9 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
     | failed), ``error`` (null or the message), ``run_id``, ``data_quality``
     (status and counts of the as_of's report, or null), ``regime``, ``risk_level``
     (``L0``..``L4``), ``kill_switch``, ``signals`` (symbol -> signal) and
-    ``target_weights`` (symbol -> weight, ``CASH`` included); null/empty until the
+    ``target_weights`` (symbol -> weight, ``CASH`` included), ``orders`` (symbol, side,
+    qty, status, client_order_id, fill_price), ``nav``, ``cash`` (USD) and
+    ``positions`` (symbol -> qty at the close); null/empty until the
     stage that writes them has run.
     """
     run = store.run(run_id)
@@ -49,6 +62,26 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
     targets = store.select(
         select(TARGETS.c.symbol, TARGETS.c.weight).where(TARGETS.c.as_of == as_of)
     )
+    order_rows = store.select(
+        select(
+            ORDERS.c.symbol,
+            ORDERS.c.side,
+            ORDERS.c.qty,
+            ORDERS.c.status,
+            ORDERS.c.client_order_id,
+            ORDERS.c.filled_avg_price,
+        )
+        .where(ORDERS.c.as_of == as_of)
+        .order_by(ORDERS.c.created_at, ORDERS.c.client_order_id)
+    )
+    nav = store.select(
+        select(NAV_SNAPSHOTS.c.nav, NAV_SNAPSHOTS.c.cash).where(NAV_SNAPSHOTS.c.as_of == as_of)
+    )
+    positions = store.select(
+        select(POSITION_SNAPSHOTS.c.symbol, POSITION_SNAPSHOTS.c.qty).where(
+            POSITION_SNAPSHOTS.c.as_of == as_of
+        )
+    )
     return {
         "flow": run["flow"],
         "as_of": run["as_of"].isoformat(),
@@ -62,4 +95,18 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "kill_switch": None if decision.empty else bool(decision.iloc[0]["kill_switch"]),
         "signals": {str(r.symbol): str(r.signal) for r in signals.itertuples()},
         "target_weights": {str(r.symbol): round(float(r.weight), 6) for r in targets.itertuples()},
+        "orders": [
+            {
+                "symbol": str(r.symbol),
+                "side": str(r.side),
+                "qty": float(r.qty),
+                "status": str(r.status),
+                "client_order_id": str(r.client_order_id),
+                "fill_price": None if pd.isna(r.filled_avg_price) else float(r.filled_avg_price),
+            }
+            for r in order_rows.itertuples()
+        ],
+        "nav": None if nav.empty else float(nav.iloc[0]["nav"]),
+        "cash": None if nav.empty else float(nav.iloc[0]["cash"]),
+        "positions": {str(r.symbol): float(r.qty) for r in positions.itertuples()},
     }

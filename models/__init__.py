@@ -1,5 +1,16 @@
 """SQLModel tables: the store's schema, mapped to domain types at the store boundary."""
 
+from models.execution import (
+    AuditEvent,
+    BookState,
+    FillRecord,
+    NavSnapshotRecord,
+    OrderRecord,
+    OrderRejection,
+    PositionSnapshot,
+    Reconciliation,
+)
+from models.simbroker import SimAccount, SimOrder, SimPosition
 from models.strategy import (
     FactorGap,
     FactorValue,
@@ -24,21 +35,32 @@ from models.tables import (
 )
 
 __all__ = [
+    "AuditEvent",
     "Bar",
+    "BookState",
     "CrossSourceCheck",
     "DataQualityFinding",
     "DataQualityReport",
     "FactorGap",
     "FactorValue",
+    "FillRecord",
     "FlowRun",
     "IngestLog",
     "MacroObservation",
+    "NavSnapshotRecord",
     "OptimizationRecord",
+    "OrderRecord",
+    "OrderRejection",
+    "PositionSnapshot",
+    "Reconciliation",
     "RegimeRecord",
     "RiskDecisionRecord",
     "RiskEvent",
     "RiskStateRecord",
     "SignalRecord",
+    "SimAccount",
+    "SimOrder",
+    "SimPosition",
     "StageCheckpoint",
     "TargetWeight",
     "metadata",

@@ -14,6 +14,14 @@ CREATE TABLE bars (
 	PRIMARY KEY (symbol, date)
 );
 
+CREATE TABLE book_state (
+	portfolio VARCHAR(40) NOT NULL, 
+	as_of DATE, 
+	state TEXT NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (portfolio)
+);
+
 CREATE TABLE flow_runs (
 	id VARCHAR(36) NOT NULL, 
 	flow VARCHAR(60) NOT NULL, 
@@ -39,6 +47,19 @@ CREATE TABLE macro_observations (
 	PRIMARY KEY (series_id, date)
 );
 
+CREATE TABLE position_snapshots (
+	as_of DATE NOT NULL, 
+	portfolio VARCHAR(40) NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	price FLOAT NOT NULL, 
+	value FLOAT NOT NULL, 
+	avg_cost FLOAT NOT NULL, 
+	unrealized_pnl FLOAT NOT NULL, 
+	weight FLOAT NOT NULL, 
+	PRIMARY KEY (as_of, portfolio, symbol)
+);
+
 CREATE TABLE risk_state (
 	portfolio VARCHAR(40) NOT NULL, 
 	as_of DATE, 
@@ -46,6 +67,59 @@ CREATE TABLE risk_state (
 	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
 	PRIMARY KEY (portfolio)
 );
+
+CREATE TABLE sim_account (
+	id VARCHAR(20) NOT NULL, 
+	cash FLOAT NOT NULL, 
+	as_of DATE, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (id)
+);
+
+CREATE TABLE sim_orders (
+	broker_id VARCHAR(36) NOT NULL, 
+	client_order_id VARCHAR(128) NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	filled_qty FLOAT NOT NULL, 
+	filled_avg_price FLOAT, 
+	status VARCHAR(20) NOT NULL, 
+	as_of DATE NOT NULL, 
+	time_in_force VARCHAR(3) NOT NULL, 
+	submitted_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	filled_at TIMESTAMP WITH TIME ZONE, 
+	processed_through DATE, 
+	commission FLOAT NOT NULL, 
+	reject_reason TEXT, 
+	PRIMARY KEY (broker_id), 
+	CONSTRAINT uq_sim_orders_client_order_id UNIQUE (client_order_id)
+);
+
+CREATE INDEX ix_sim_orders_status ON sim_orders (status);
+
+CREATE TABLE sim_positions (
+	symbol VARCHAR(20) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	avg_entry_price FLOAT NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (symbol)
+);
+
+CREATE TABLE audit_events (
+	id SERIAL NOT NULL, 
+	as_of DATE NOT NULL, 
+	kind VARCHAR(30) NOT NULL, 
+	correlation_id VARCHAR(64), 
+	symbol VARCHAR(20), 
+	payload TEXT NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	run_id VARCHAR(36), 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE INDEX ix_audit_events_as_of ON audit_events (as_of);
 
 CREATE TABLE cross_source_checks (
 	id SERIAL NOT NULL, 
@@ -120,6 +194,22 @@ CREATE TABLE ingest_log (
 
 CREATE INDEX ix_ingest_log_as_of ON ingest_log (as_of);
 
+CREATE TABLE nav_snapshots (
+	as_of DATE NOT NULL, 
+	portfolio VARCHAR(40) NOT NULL, 
+	cash FLOAT NOT NULL, 
+	positions_value FLOAT NOT NULL, 
+	nav FLOAT NOT NULL, 
+	peak_nav FLOAT NOT NULL, 
+	drawdown FLOAT NOT NULL, 
+	realized_pnl FLOAT NOT NULL, 
+	unrealized_pnl FLOAT NOT NULL, 
+	fees FLOAT NOT NULL, 
+	run_id VARCHAR(36), 
+	PRIMARY KEY (as_of, portfolio), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
 CREATE TABLE optimizations (
 	as_of DATE NOT NULL, 
 	method VARCHAR(30) NOT NULL, 
@@ -130,6 +220,59 @@ CREATE TABLE optimizations (
 	PRIMARY KEY (as_of), 
 	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
 );
+
+CREATE TABLE order_rejections (
+	id SERIAL NOT NULL, 
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	reason TEXT NOT NULL, 
+	run_id VARCHAR(36), 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE INDEX ix_order_rejections_as_of ON order_rejections (as_of);
+
+CREATE TABLE orders (
+	client_order_id VARCHAR(64) NOT NULL, 
+	as_of DATE NOT NULL, 
+	correlation_id VARCHAR(36) NOT NULL, 
+	broker VARCHAR(20) NOT NULL, 
+	broker_order_id VARCHAR(64), 
+	symbol VARCHAR(20) NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	status VARCHAR(20) NOT NULL, 
+	filled_qty FLOAT NOT NULL, 
+	filled_avg_price FLOAT, 
+	commission FLOAT NOT NULL, 
+	reason TEXT, 
+	attempts INTEGER NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	updated_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	run_id VARCHAR(36), 
+	PRIMARY KEY (client_order_id), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE INDEX ix_orders_as_of ON orders (as_of);
+
+CREATE TABLE reconciliations (
+	id SERIAL NOT NULL, 
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	local_qty FLOAT NOT NULL, 
+	broker_qty FLOAT NOT NULL, 
+	resolution TEXT NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	run_id VARCHAR(36), 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
+);
+
+CREATE INDEX ix_reconciliations_as_of ON reconciliations (as_of);
 
 CREATE TABLE regimes (
 	as_of DATE NOT NULL, 
@@ -231,3 +374,19 @@ CREATE TABLE data_quality_findings (
 );
 
 CREATE INDEX ix_dq_findings_report ON data_quality_findings (report_id);
+
+CREATE TABLE fills (
+	id SERIAL NOT NULL, 
+	client_order_id VARCHAR(64) NOT NULL, 
+	as_of DATE NOT NULL, 
+	symbol VARCHAR(20) NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	price FLOAT NOT NULL, 
+	commission FLOAT NOT NULL, 
+	filled_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(client_order_id) REFERENCES orders (client_order_id)
+);
+
+CREATE INDEX ix_fills_as_of ON fills (as_of);

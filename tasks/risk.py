@@ -16,11 +16,12 @@ from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
 from tasks.context import RunContext
 from tiller.calendars import sessions as xnys_sessions
 from tiller.domain import Signal
-from tiller.risk import RiskDecision, RiskInputs, RiskState, assess_risk
+from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
 from tiller.store.repo import (
     CHECKPOINTS,
     DQ_FINDINGS,
     DQ_REPORTS,
+    NAV_SNAPSHOTS,
     RISK_DECISIONS,
     RISK_EVENTS,
     TARGETS,
@@ -32,19 +33,40 @@ PORTFOLIO = "paper"
 
 @dataclass(frozen=True)
 class PortfolioView:
-    """What the portfolio holds today.
+    """The book valued at the ``as_of`` closes, as the risk and optimize stages see it.
 
-    Until the execution stage lands, the paper portfolio is all cash at the
-    configured initial capital: no positions, NAV = ``optimize.initial_capital``.
+    The book is the one the orders stage persisted last; fills the broker makes
+    today (yesterday's orders at today's open) are applied by today's orders stage.
     """
 
     nav: float
     previous_nav: float | None
     weights: dict[str, float]
+    positions: dict[str, PositionInfo]
 
 
 def current_portfolio(ctx: RunContext) -> PortfolioView:
-    return PortfolioView(ctx.settings.optimize.initial_capital, None, {})
+    """NAV, weights and positions of the paper book at the ``as_of`` closes (USD)."""
+    from tasks.execute import PORTFOLIO, last_prices, load_book
+    from tiller.execution.accounting import snapshot
+
+    book = load_book(ctx.store, ctx.settings.optimize.initial_capital)
+    prices = last_prices(ctx.store, sorted(book.positions), ctx.as_of)
+    snap = snapshot(book, prices, ctx.as_of)
+    previous = ctx.store.select(
+        select(NAV_SNAPSHOTS.c.nav)
+        .where(NAV_SNAPSHOTS.c.portfolio == PORTFOLIO, NAV_SNAPSHOTS.c.as_of < ctx.as_of)
+        .order_by(NAV_SNAPSHOTS.c.as_of.desc())
+        .limit(1)
+    )
+    weights = {s: m.value / snap.nav for s, m in snap.positions.items()} if snap.nav else {}
+    positions = {
+        s: PositionInfo(qty=m.qty, entry_price=m.avg_cost, price=m.price, weight=weights[s])
+        for s, m in snap.positions.items()
+    }
+    return PortfolioView(
+        snap.nav, None if previous.empty else float(previous.iloc[0, 0]), weights, positions
+    )
 
 
 def daily_returns(ctx: RunContext, symbols: Sequence[str], sessions: int) -> pd.DataFrame:
@@ -112,7 +134,7 @@ def risk_stage(ctx: RunContext, signals: Sequence[Signal]) -> StageOutcome:
         previous_nav=portfolio.previous_nav,
         returns=returns,
         portfolio_returns=portfolio_returns,
-        positions={},
+        positions=portfolio.positions,
         signals=tuple(signals),
         asset_classes={s: settings.asset(s).asset_class for s in settings.symbols},
         stale_data=_stale_today(ctx),

@@ -15,7 +15,7 @@ from .conftest import MARKET
 from .helpers import copy_market
 
 AS_OF = date(2024, 3, 8)
-STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize")
+STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders")
 
 
 @pytest.fixture

@@ -52,7 +52,8 @@ def test_killed_stage_resumes_without_writing_twice(
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
     expected = dict.fromkeys(
-        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize"), "completed"
+        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders"),
+        "completed",
     )
     if killed == "validate":
         expected["ingest"] = "skipped"

@@ -139,5 +139,6 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
         c.stage: c.status for c in store.checkpoints("daily-rebalance", date(2024, 3, 8))
     }
     assert checkpoints == dict.fromkeys(
-        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize"), "completed"
+        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders"),
+        "completed",
     )

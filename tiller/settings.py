@@ -407,7 +407,7 @@ class Settings(BaseSettings):
             "TILLER_MASSIVE_API_KEY", "MASSIVE_API_KEY", "POLYGON_API_KEY"
         ),
     )
-    alpaca_url: str | None = Field(None, validation_alias=AliasChoices("TILLER_ALPACA_URL"))
+    alpaca_url: str | None = None  # TILLER_ALPACA_URL overrides execution.alpaca_url
     alpaca_api_key: SecretStr | None = Field(
         None, validation_alias=AliasChoices("ALPACA_API_KEY", "APCA_API_KEY_ID")
     )

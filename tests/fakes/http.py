@@ -42,6 +42,7 @@ class FakeServer:
         self.state = state
         self.requests: list[Recorded] = []
         self.faults: deque[Fault] = deque()
+        self.path_faults: list[tuple[str, str, Fault]] = []
         self._lock = threading.Lock()
         handler_cls = type(handler.__name__, (handler,), {"fake": self})
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), handler_cls)
@@ -70,8 +71,19 @@ class FakeServer:
         for _ in range(times):
             self.faults.append(Fault(0, delay=seconds))
 
-    def pop_fault(self) -> Fault | None:
+    def fail_path(
+        self, method: str, prefix: str, status: int, body: Any = None, times: int = 1
+    ) -> None:
+        """Answer the next ``times`` ``method`` requests whose path starts with ``prefix``."""
+        for _ in range(times):
+            self.path_faults.append((method, prefix, Fault(status, body)))
+
+    def pop_fault(self, method: str = "", path: str = "") -> Fault | None:
         with self._lock:
+            for i, (m, prefix, fault) in enumerate(self.path_faults):
+                if m == method and path.startswith(prefix):
+                    del self.path_faults[i]
+                    return fault
             return self.faults.popleft() if self.faults else None
 
 
@@ -91,7 +103,7 @@ class FakeHandler(BaseHTTPRequestHandler):
         self.fake.requests.append(
             Recorded(method, parsed.path, parse_qs(parsed.query), dict(self.headers), body)
         )
-        fault = self.fake.pop_fault()
+        fault = self.fake.pop_fault(method, parsed.path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
             fault = None if fault.status == 0 else fault

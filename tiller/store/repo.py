@@ -40,6 +40,14 @@ RISK_DECISIONS: Table = models.RiskDecisionRecord.__table__  # type: ignore[attr
 RISK_EVENTS: Table = models.RiskEvent.__table__  # type: ignore[attr-defined]
 TARGETS: Table = models.TargetWeight.__table__  # type: ignore[attr-defined]
 OPTIMIZATIONS: Table = models.OptimizationRecord.__table__  # type: ignore[attr-defined]
+ORDERS: Table = models.OrderRecord.__table__  # type: ignore[attr-defined]
+ORDER_REJECTIONS: Table = models.OrderRejection.__table__  # type: ignore[attr-defined]
+FILLS: Table = models.FillRecord.__table__  # type: ignore[attr-defined]
+BOOK_STATE: Table = models.BookState.__table__  # type: ignore[attr-defined]
+NAV_SNAPSHOTS: Table = models.NavSnapshotRecord.__table__  # type: ignore[attr-defined]
+POSITION_SNAPSHOTS: Table = models.PositionSnapshot.__table__  # type: ignore[attr-defined]
+RECONCILIATIONS: Table = models.Reconciliation.__table__  # type: ignore[attr-defined]
+AUDIT_EVENTS: Table = models.AuditEvent.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 5_000
 
