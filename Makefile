@@ -33,6 +33,7 @@ lint: $(SYNCED)
 bench: $(SYNCED)
 	$(UV) run --frozen python tests/benchmarks/bench_foundation.py
 	$(UV) run --frozen python tests/benchmarks/bench_strategy.py
+	$(UV) run --frozen python tests/benchmarks/bench_execution.py
 
 ## schema: regenerate sql/schema*.sql from the models
 schema: $(SYNCED)

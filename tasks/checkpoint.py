@@ -52,7 +52,7 @@ def frame_digest(frame: pd.DataFrame | None) -> int:
     """A stable content hash of a frame (values and index), for input fingerprints."""
     if frame is None or frame.empty:
         return 0
-    return int(pd.util.hash_pandas_object(frame.round(12), index=True).sum())
+    return int(pd.util.hash_pandas_object(frame, index=True).sum())
 
 
 def run_stage[T](

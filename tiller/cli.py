@@ -384,26 +384,50 @@ def demo(
 
 
 def _demo_footer(settings: Any, started: datetime) -> str:
-    from tiller.store.repo import Store
-
-    store = Store.open(settings.db_url, migrate=False)
     from sqlalchemy import func, select
 
-    from tiller.store.repo import BARS, DQ_REPORTS, INGEST_LOG
+    from tiller.store.repo import (
+        BARS,
+        DQ_REPORTS,
+        FILLS,
+        NAV_SNAPSHOTS,
+        ORDERS,
+        POSITION_SNAPSHOTS,
+        Store,
+    )
+
+    store = Store.open(settings.db_url, migrate=False)
+
+    def count(table: Any) -> int:
+        return int(store.select(select(func.count()).select_from(table)).iloc[0, 0])
 
     bars = store.select(select(BARS.c.symbol, func.count().label("n")).group_by(BARS.c.symbol))
-    reports = store.select(select(func.count().label("n")).select_from(DQ_REPORTS))
-    logs = store.select(select(func.count().label("n")).select_from(INGEST_LOG))
+    nav = store.select(select(NAV_SNAPSHOTS).order_by(NAV_SNAPSHOTS.c.as_of.desc()).limit(1))
     lines = [
         "",
         f"Done in {(datetime.now() - started).total_seconds():.0f} s. Results:",
         f"  database      {_masked(settings.db_url)}",
         f"  bars stored   {int(bars['n'].sum())} across {len(bars)} series",
-        f"  quality       {int(reports['n'].iloc[0])} data-quality reports "
-        "(table data_quality_reports, findings in data_quality_findings)",
-        f"  ingest log    {int(logs['n'].iloc[0])} rows (table ingest_log: source per series)",
+        f"  quality       {count(DQ_REPORTS)} data-quality reports (data_quality_reports)",
+        f"  orders        {count(ORDERS)} sent to the simulated paper broker, {count(FILLS)} fills "
+        "(orders, fills; audit trail in audit_events and "
+        f"{settings.home_dir / 'audit'}/<date>.jsonl)",
+    ]
+    if not nav.empty:
+        last = nav.iloc[0]
+        held = store.select(
+            select(POSITION_SNAPSHOTS.c.symbol, POSITION_SNAPSHOTS.c.qty).where(
+                POSITION_SNAPSHOTS.c.as_of == last["as_of"]
+            )
+        )
+        positions = ", ".join(f"{r.symbol} {r.qty:g}" for r in held.itertuples()) or "none"
+        lines.append(
+            f"  portfolio     NAV ${last['nav']:,.2f} (cash ${last['cash']:,.2f}) on "
+            f"{last['as_of']}; positions: {positions}"
+        )
+    lines += [
         f"  prefect home  {settings.home_dir / 'prefect'}",
-        "Try: uv run tiller run daily --json",
+        "Try: uv run tiller run daily --json   |   uv run tiller risk status",
     ]
     return "\n".join(lines)
 
