@@ -33,7 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, select
+from sqlalchemy import Connection, Table, func, select
 from sqlalchemy.exc import IntegrityError
 
 from models.simbroker import SimAccount, SimOrder, SimPosition
@@ -489,13 +489,19 @@ class SimulatedBroker:
 
     def _buying_power(self, connection: Connection) -> float:
         """Cash less the remaining notional (at the last close) of open buy orders."""
-        query = select(ORDERS.c.symbol, ORDERS.c.qty, ORDERS.c.filled_qty, ORDERS.c.as_of).where(
+        # one query: each open buy's remaining qty x the last close on or before its day
+        last_close = (
+            select(BARS.c.close)
+            .where(BARS.c.symbol == ORDERS.c.symbol, BARS.c.date <= ORDERS.c.as_of)
+            .order_by(BARS.c.date.desc())
+            .limit(1)
+            .scalar_subquery()
+        )
+        remaining = (ORDERS.c.qty - ORDERS.c.filled_qty) * func.coalesce(last_close, 0.0)
+        query = select(func.coalesce(func.sum(remaining), 0.0)).where(
             ORDERS.c.side == OrderSide.BUY.value, ORDERS.c.status.in_(OPEN_STATUSES)
         )
-        committed = 0.0
-        for symbol, qty, filled, order_day in connection.execute(query).all():
-            price = self._last_close(connection, symbol, order_day)
-            committed += (float(qty) - float(filled)) * (price or 0.0)
+        committed = float(connection.execute(query).scalar() or 0.0)
         return self._cash(connection) - committed
 
     def _position_qty(self, connection: Connection, symbol: str) -> float:
