@@ -287,6 +287,29 @@ class ExecutionConfig(_Frozen):
     strategy_tag: str = Field("tiller-rp", pattern=r"^[a-z0-9-]{1,20}$")
 
 
+AlertLevel = Literal["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
+
+
+class AlertsConfig(_Frozen):
+    """Alert routing and cooldowns (``config/alerts.yaml``)."""
+
+    channels: dict[AlertLevel, list[str]] = Field(default_factory=dict)
+    cooldown_seconds: dict[AlertLevel, float] = Field(
+        default_factory=lambda: {"INFO": 3600, "WARNING": 1800, "CRITICAL": 600, "EMERGENCY": 0}
+    )
+    order_failures_in_a_row: int = Field(3, ge=1)
+    timeout_seconds: float = Field(10, gt=0)
+
+
+def split_urls(value: Any) -> list[str]:
+    """``"a, b c"`` -> ``["a", "b", "c"]``: apprise URLs separated by commas or spaces."""
+    if value is None:
+        return []
+    if isinstance(value, str):
+        return [part for part in re.split(r"[,\s]+", value) if part]
+    return [str(part) for part in value]
+
+
 @dataclass(frozen=True)
 class DataSource:
     """One entry of ``TILLER_DATA_SOURCES``: a provider kind and, for ``csv``, its folder."""
@@ -397,6 +420,8 @@ class Settings(BaseSettings):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
+    notify_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     broker: Literal["paper", "alpaca"] = "paper"
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
 
@@ -435,6 +460,11 @@ class Settings(BaseSettings):
         if isinstance(value, list) and all(isinstance(v, DataSource) for v in value):
             return value
         return parse_data_sources(value)
+
+    @field_validator("notify_urls", mode="before")
+    @classmethod
+    def _split_urls(cls, value: Any) -> list[str]:
+        return split_urls(value)
 
     @field_validator("database_url", mode="before")
     @classmethod
