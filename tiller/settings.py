@@ -293,7 +293,7 @@ AlertLevel = Literal["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
 class AlertsConfig(_Frozen):
     """Alert routing and cooldowns (``config/alerts.yaml``)."""
 
-    channels: dict[AlertLevel, list[str]] = Field(default_factory=dict)
+    channels: dict[AlertLevel, list[str]] = Field(default_factory=dict, repr=False)
     cooldown_seconds: dict[AlertLevel, float] = Field(
         default_factory=lambda: {"INFO": 3600, "WARNING": 1800, "CRITICAL": 600, "EMERGENCY": 0}
     )
@@ -420,7 +420,8 @@ class Settings(BaseSettings):
     strategy: StrategyConfig = Field(default_factory=StrategyConfig)
     risk: RiskConfig = Field(default_factory=RiskConfig)
     optimize: OptimizeConfig = Field(default_factory=OptimizeConfig)
-    notify_urls: Annotated[list[str], NoDecode] = Field(default_factory=list)
+    # apprise URLs may carry tokens and passwords: never shown in a repr or a log
+    notify_urls: Annotated[list[str], NoDecode] = Field(default_factory=list, repr=False)
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     broker: Literal["paper", "alpaca"] = "paper"
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
