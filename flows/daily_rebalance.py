@@ -14,11 +14,13 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
+from tasks import alerting
 from tasks.checkpoint import StageOutcome
 from tasks.context import RunContext
 from tasks.execute import orders
 from tasks.ingest import ingest
 from tasks.optimize import optimize
+from tasks.report import report
 from tasks.risk import risk
 from tasks.strategy import factors, regime, signals
 from tasks.validate import validate
@@ -28,7 +30,17 @@ from tiller.settings import load_settings
 from tiller.store.repo import Store
 
 FLOW = "daily-rebalance"
-STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders")
+STAGES = (
+    "ingest",
+    "validate",
+    "factors",
+    "regime",
+    "signals",
+    "risk",
+    "optimize",
+    "orders",
+    "report",
+)
 
 
 def resolve_as_of(as_of: date | None) -> date:
@@ -89,14 +101,20 @@ def daily_rebalance(
         reading = record("regime", regime(ctx)).value
         signal_list = record("signals", signals(ctx, snapshot, reading)).value
         decision = record("risk", risk(ctx, signal_list)).value
+        alerting.after_risk(ctx, decision)
         targets = record("optimize", optimize(ctx, signal_list, decision)).value
-        record("orders", orders(ctx, targets, decision, signal_list))
-    except BlockedError:
+        execution = record("orders", orders(ctx, targets, decision, signal_list)).value
+        alerting.after_orders(ctx, execution)
+        record("report", report(ctx))
+    except BlockedError as exc:
+        alerting.after_failure(ctx, True, str(exc))
         raise
     except Exception as exc:
         failed = next((s for s in STAGES if s not in stages), "flow")
         stages[failed] = "failed"
-        store.finish_run(run_id, "failed", stages, f"{type(exc).__name__}: {exc}")
+        message = f"{type(exc).__name__}: {exc}"
+        store.finish_run(run_id, "failed", stages, message)
+        alerting.after_failure(ctx, False, message)
         raise
     store.finish_run(run_id, "completed", stages)
     summary = summarize(store, run_id)

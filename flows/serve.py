@@ -10,6 +10,7 @@ from __future__ import annotations
 from typing import Any
 
 DAILY_CRON = "30 16 * * 1-5"  # 16:30 New York, weekdays: after the close
+WEEKLY_CRON = "0 8 * * 1"  # Monday 08:00 New York: the review of the week before
 TIMEZONE = "America/New_York"
 
 
@@ -18,14 +19,21 @@ def deployments() -> list[Any]:
     from prefect.schedules import Cron
 
     from flows.daily_rebalance import daily_rebalance
+    from flows.weekly_review import weekly_review
 
     return [
         daily_rebalance.to_deployment(
             name="daily-rebalance",
             schedule=Cron(DAILY_CRON, timezone=TIMEZONE),
-            description="Ingest, validate and (later) trade one session after the close.",
+            description="Ingest, validate, decide, trade (paper) and report one session.",
             tags=["tiller", "daily"],
-        )
+        ),
+        weekly_review.to_deployment(
+            name="weekly-review",
+            schedule=Cron(WEEKLY_CRON, timezone=TIMEZONE),
+            description="The week's performance, GO/NO-GO gates, correlation and stress sections.",
+            tags=["tiller", "weekly"],
+        ),
     ]
 
 

@@ -13,6 +13,7 @@ from tiller.store.repo import (
     ORDERS,
     POSITION_SNAPSHOTS,
     REGIMES,
+    REPORTS,
     RISK_DECISIONS,
     SIGNALS,
     TARGETS,
@@ -82,6 +83,11 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             POSITION_SNAPSHOTS.c.as_of == as_of
         )
     )
+    reports = store.select(
+        select(REPORTS.c.kind, REPORTS.c.json_path, REPORTS.c.html_path).where(
+            REPORTS.c.as_of == as_of
+        )
+    )
     return {
         "flow": run["flow"],
         "as_of": run["as_of"].isoformat(),
@@ -109,4 +115,8 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "nav": None if nav.empty else float(nav.iloc[0]["nav"]),
         "cash": None if nav.empty else float(nav.iloc[0]["cash"]),
         "positions": {str(r.symbol): float(r.qty) for r in positions.itertuples()},
+        "reports": {
+            str(r.kind): {"json": str(r.json_path), "html": str(r.html_path)}
+            for r in reports.itertuples()
+        },
     }

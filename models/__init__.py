@@ -1,5 +1,6 @@
 """SQLModel tables: the store's schema, mapped to domain types at the store boundary."""
 
+from models.alerts import AlertLog
 from models.execution import (
     AuditEvent,
     BookState,
@@ -10,6 +11,7 @@ from models.execution import (
     PositionSnapshot,
     Reconciliation,
 )
+from models.reporting import ReportRecord
 from models.simbroker import SimAccount, SimOrder, SimPosition
 from models.strategy import (
     FactorGap,
@@ -35,6 +37,7 @@ from models.tables import (
 )
 
 __all__ = [
+    "AlertLog",
     "AuditEvent",
     "Bar",
     "BookState",
@@ -54,6 +57,7 @@ __all__ = [
     "PositionSnapshot",
     "Reconciliation",
     "RegimeRecord",
+    "ReportRecord",
     "RiskDecisionRecord",
     "RiskEvent",
     "RiskStateRecord",

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import date, timedelta
 
 import pandas as pd
 from prefect import task
@@ -17,6 +17,7 @@ from tasks.context import RunContext
 from tiller.calendars import sessions as xnys_sessions
 from tiller.domain import Signal
 from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
+from tiller.settings import Settings
 from tiller.store.repo import (
     CHECKPOINTS,
     DQ_FINDINGS,
@@ -25,6 +26,7 @@ from tiller.store.repo import (
     RISK_DECISIONS,
     RISK_EVENTS,
     TARGETS,
+    Store,
     utcnow,
 )
 
@@ -71,14 +73,21 @@ def current_portfolio(ctx: RunContext) -> PortfolioView:
 
 def daily_returns(ctx: RunContext, symbols: Sequence[str], sessions: int) -> pd.DataFrame:
     """Daily simple returns (rows: dates, columns: symbols) of the last ``sessions`` sessions."""
-    start = ctx.as_of - timedelta(days=int(sessions * 7 / 5) + 20)
-    bars = ctx.store.load_bars(list(symbols), start, ctx.as_of)
+    return returns_window(ctx.store, ctx.settings, ctx.as_of, symbols, sessions)
+
+
+def returns_window(
+    store: Store, settings: Settings, as_of: date, symbols: Sequence[str], sessions: int
+) -> pd.DataFrame:
+    """Daily simple returns of ``symbols`` over the last ``sessions`` exchange sessions."""
+    start = as_of - timedelta(days=int(sessions * 7 / 5) + 20)
+    bars = store.load_bars(list(symbols), start, as_of)
     if bars.empty:
         return pd.DataFrame()
     prices = bars.assign(price=bars["adj_close"].fillna(bars["close"])).pivot(
         index="date", columns="symbol", values="price"
     )
-    calendars = {ctx.settings.calendar_of(s) for s in prices.columns}
+    calendars = {settings.calendar_of(s) for s in prices.columns}
     if "XNYS" in calendars:
         # 24/7 assets have weekend rows the ETFs lack: keep exchange sessions only, so a
         # crypto return spans Friday to Monday instead of the ETFs showing 0% weekends

@@ -31,7 +31,7 @@ def _tiller(tmp_path: Path, *args: str, **env: str) -> subprocess.CompletedProce
 def test_help_lists_the_commands(tmp_path: Path) -> None:
     result = _tiller(tmp_path, "--help")
     assert result.returncode == 0
-    for command in ("demo", "run", "data", "db", "serve"):
+    for command in ("demo", "run", "data", "db", "serve", "risk", "report"):
         assert command in result.stdout
 
 

@@ -9,13 +9,13 @@ import pandas as pd
 import pytest
 from sqlalchemy import func, select
 
+from flows.daily_rebalance import STAGES
 from tiller.store.repo import BARS, CHECKPOINTS, DQ_REPORTS, INGEST_LOG, RUNS, Store
 
 from .conftest import MARKET
 from .helpers import copy_market
 
 AS_OF = date(2024, 3, 8)
-STAGES = ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders")
 
 
 @pytest.fixture

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import func, select
 
+from flows.daily_rebalance import STAGES
 from tiller.store.repo import BARS, DQ_REPORTS, RUNS, Store
 
 AS_OF = "2024-03-08"
@@ -51,10 +52,7 @@ def test_killed_stage_resumes_without_writing_twice(
     rerun = _tiller(env, "run", "daily", "--as-of", AS_OF, "--json")
     assert rerun.returncode == 0, rerun.stderr[-2000:]
     summary = json.loads(rerun.stdout.strip().splitlines()[-1])
-    expected = dict.fromkeys(
-        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders"),
-        "completed",
-    )
+    expected = dict.fromkeys(STAGES, "completed")
     if killed == "validate":
         expected["ingest"] = "skipped"
     assert summary["status"] == "completed" and summary["stages"] == expected

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import pytest
 
+from flows.daily_rebalance import STAGES
 from tiller.store.repo import Store
 
 pytestmark = pytest.mark.slow
@@ -111,6 +112,11 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
         assert schedule["schedule"]["cron"] == "30 16 * * 1-5"
         assert schedule["schedule"]["timezone"] == "America/New_York"
         assert schedule["active"] is True
+        weekly = _get(f"{api}/deployments/name/weekly-review/weekly-review")
+        assert isinstance(weekly, dict)
+        (weekly_schedule,) = weekly["schedules"]
+        assert weekly_schedule["schedule"]["cron"] == "0 8 * * 1"
+        assert weekly_schedule["schedule"]["timezone"] == "America/New_York"
 
         run = subprocess.run(
             [
@@ -138,7 +144,4 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
     checkpoints = {
         c.stage: c.status for c in store.checkpoints("daily-rebalance", date(2024, 3, 8))
     }
-    assert checkpoints == dict.fromkeys(
-        ("ingest", "validate", "factors", "regime", "signals", "risk", "optimize", "orders"),
-        "completed",
-    )
+    assert checkpoints == dict.fromkeys(STAGES, "completed")

@@ -21,6 +21,8 @@ run_app = typer.Typer(help="Run a flow now, without a Prefect server.", no_args_
 data_app = typer.Typer(help="Market and macro data.", no_args_is_help=True)
 db_app = typer.Typer(help="The database.", no_args_is_help=True)
 risk_app = typer.Typer(help="The risk state: level, halt, kill switch.", no_args_is_help=True)
+report_app = typer.Typer(help="Daily and weekly reports (HTML + JSON).", no_args_is_help=True)
+app.add_typer(report_app, name="report")
 app.add_typer(risk_app, name="risk")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
@@ -59,12 +61,27 @@ def run_daily_flow(as_of: date | None, force: bool) -> dict[str, Any]:
     """Run ``daily-rebalance`` in this process and return its summary (never raises for a
     blocked or failed run: the summary says so)."""
     settings = _settings()
-    from flows.daily_rebalance import FLOW, daily_rebalance
+    from flows.daily_rebalance import daily_rebalance
+
+    return _run_flow(settings, daily_rebalance, "daily-rebalance", as_of, force)
+
+
+def run_weekly_flow(as_of: date | None, force: bool) -> dict[str, Any]:
+    """Run ``weekly-review`` in this process and return its summary."""
+    settings = _settings()
+    from flows.weekly_review import weekly_review
+
+    return _run_flow(settings, weekly_review, "weekly-review", as_of, force)
+
+
+def _run_flow(
+    settings: Any, flow: Any, name: str, as_of: date | None, force: bool
+) -> dict[str, Any]:
     from flows.summary import summarize
     from tiller.store.repo import Store
 
     run_id = str(uuid.uuid4())
-    state = daily_rebalance(as_of=as_of, force=force, run_id=run_id, return_state=True)
+    state = flow(as_of=as_of, force=force, run_id=run_id, return_state=True)
     try:
         store = Store.open(settings.db_url, migrate=False)
         if store.run(run_id) is not None:
@@ -77,7 +94,7 @@ def run_daily_flow(as_of: date | None, force: bool) -> dict[str, Any]:
     except Exception as exc:  # the flow never reached the store: report why
         error = str(exc)
     return {
-        "flow": FLOW,
+        "flow": name,
         "as_of": as_of.isoformat() if as_of else None,
         "status": "failed",
         "stages": {},
@@ -132,6 +149,66 @@ def run_daily(
         _print_summary(summary)
     if summary["status"] != "completed":
         raise typer.Exit(1)
+
+
+@run_app.command("weekly")
+def run_weekly(
+    as_of: AsOf = None,
+    force: Annotated[bool, typer.Option("--force", help="Rebuild the review.")] = False,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Run the weekly-review flow for the week ending ``--as-of``."""
+    try:
+        summary = run_weekly_flow(_date(as_of, "--as-of"), force)
+    except TillerError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(summary))
+    else:
+        _print_summary(summary)
+    if summary["status"] != "completed":
+        raise typer.Exit(1)
+
+
+def _rerender(kind: str, as_of: str | None) -> None:
+    settings = _settings()
+    from tasks.report import RenderedReport, daily_inputs, write_report
+    from tasks.weekly import weekly_inputs
+    from tiller.calendars import latest_completed_session
+    from tiller.reporting.daily import build_daily_report
+    from tiller.reporting.render import render_html
+    from tiller.reporting.weekly import build_weekly_report
+    from tiller.store.repo import Store
+
+    day = _date(as_of, "--as-of") or latest_completed_session()
+    store = Store.open(settings.db_url)
+    if kind == "daily":
+        report = build_daily_report(daily_inputs(store, settings, "daily-rebalance", day))
+    else:
+        report = build_weekly_report(weekly_inputs(store, settings, day))
+    rendered = RenderedReport(kind, day, report, render_html(report, kind))
+    with store.transaction() as tx:
+        json_path, html_path = write_report(settings.home_dir, store, tx, rendered, None)
+    typer.echo(f"{kind} report for {day}:\n  {html_path}\n  {json_path}")
+
+
+@report_app.command("daily")
+def report_daily(as_of: AsOf = None) -> None:
+    """Render the daily report of a session again from the database."""
+    try:
+        _rerender("daily", as_of)
+    except TillerError as exc:
+        _fail(str(exc))
+
+
+@report_app.command("weekly")
+def report_weekly(as_of: AsOf = None) -> None:
+    """Render the weekly review of the week ending ``--as-of`` again from the database."""
+    try:
+        _rerender("weekly", as_of)
+    except TillerError as exc:
+        _fail(str(exc))
 
 
 @data_app.command("ingest")
@@ -375,10 +452,17 @@ def demo(
             f"{', '.join(str(s) for s in settings.data_sources)}, store {_masked(settings.db_url)}"
         )
         started = datetime.now()
+        summary: dict[str, Any] = {}
         for day in days:
             summary = run_daily_flow(day.date(), force=False)
             _print_summary(summary)
+        weekly = run_weekly_flow(days[-1].date(), force=False)
+        _print_summary(weekly)
         typer.echo(_demo_footer(settings, started))
+        for name, result in (("daily", summary), ("weekly", weekly)):
+            html = result.get("reports", {}).get(name, {}).get("html")
+            if html:
+                typer.echo(f"  {name} report  {html}")
     except TillerError as exc:
         _fail(str(exc))
 

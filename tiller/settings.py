@@ -290,13 +290,15 @@ class ExecutionConfig(_Frozen):
 AlertLevel = Literal["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
 
 
+def _default_cooldowns() -> dict[AlertLevel, float]:
+    return {"INFO": 3600.0, "WARNING": 1800.0, "CRITICAL": 600.0, "EMERGENCY": 0.0}
+
+
 class AlertsConfig(_Frozen):
     """Alert routing and cooldowns (``config/alerts.yaml``)."""
 
     channels: dict[AlertLevel, list[str]] = Field(default_factory=dict, repr=False)
-    cooldown_seconds: dict[AlertLevel, float] = Field(
-        default_factory=lambda: {"INFO": 3600, "WARNING": 1800, "CRITICAL": 600, "EMERGENCY": 0}
-    )
+    cooldown_seconds: dict[AlertLevel, float] = Field(default_factory=_default_cooldowns)
     order_failures_in_a_row: int = Field(3, ge=1)
     timeout_seconds: float = Field(10, gt=0)
 

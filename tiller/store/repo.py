@@ -48,6 +48,7 @@ NAV_SNAPSHOTS: Table = models.NavSnapshotRecord.__table__  # type: ignore[attr-d
 POSITION_SNAPSHOTS: Table = models.PositionSnapshot.__table__  # type: ignore[attr-defined]
 RECONCILIATIONS: Table = models.Reconciliation.__table__  # type: ignore[attr-defined]
 AUDIT_EVENTS: Table = models.AuditEvent.__table__  # type: ignore[attr-defined]
+REPORTS: Table = models.ReportRecord.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 5_000
 

@@ -1,0 +1,120 @@
+"""Reports end to end: the daily report stage, the weekly-review flow, notifications
+(with the HTML attached) through a local receiver, re-rendering from the CLI, and the
+HTML opened in headless Chromium."""
+
+from __future__ import annotations
+
+import json
+import os
+from datetime import date
+from pathlib import Path
+
+import pytest
+
+from tests.fakes.http import FakeHandler, FakeServer
+from tiller.store.repo import Store
+
+from . import browser
+
+DAYS = (date(2024, 3, 6), date(2024, 3, 7), date(2024, 3, 8))
+
+
+class Hook(FakeHandler):
+    """Receives apprise's json:// notifications."""
+
+    def route(self, method, path, query, body):  # type: ignore[no-untyped-def]
+        return 200, {}, {"ok": True}
+
+
+@pytest.fixture
+def env(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str, prefect_api: str):
+    monkeypatch.setenv("TILLER_HOME", str(tmp_path / "home"))
+    monkeypatch.setenv("TILLER_DATABASE_URL", sqlite_url)
+    monkeypatch.setenv("TILLER_HISTORY_START", "2023-01-03")
+    return tmp_path / "home"
+
+
+def _no_nan(text: str) -> None:
+    assert "NaN" not in text and "nan" not in text.replace("nano", "")
+
+
+def test_daily_reports_weekly_review_and_summaries(env: Path, monkeypatch) -> None:
+    from tiller.cli import run_daily_flow, run_weekly_flow
+
+    with FakeServer(Hook) as hook:
+        monkeypatch.setenv("TILLER_NOTIFY_URLS", f"json://127.0.0.1:{hook.port}/hook")
+        for day in DAYS:
+            summary = run_daily_flow(day, force=False)
+            assert summary["status"] == "completed", summary["error"]
+        weekly = run_weekly_flow(DAYS[-1], force=False)
+    assert weekly["status"] == "completed", weekly["error"]
+
+    daily_json = Path(summary["reports"]["daily"]["json"])
+    report = json.loads(daily_json.read_text())
+    assert report["schema_version"] == "1.0" and report["as_of"] == "2024-03-08"
+    assert report["summary"]["nav"] == summary["nav"]
+    assert report["risk"]["level"] == summary["risk_level"]
+    _no_nan(daily_json.read_text())
+    review = json.loads(Path(weekly["reports"]["weekly"]["json"]).read_text())
+    gates = {g["name"] for g in review["go_no_go"]["gates"]}
+    assert len(gates) == 7
+    assert review["stress_tests"]["notes"]  # "no stress test has been run yet"
+
+    posts = [r for r in hook.requests if r.method == "POST"]
+    assert len(posts) == 4  # three daily summaries and the weekly one
+    last = json.loads(posts[-1].body)
+    assert "weekly" in last["title"].lower()
+    assert last["attachments"][0]["filename"].endswith(".html")
+
+    store = Store.open(os.environ["TILLER_DATABASE_URL"])
+    assert (
+        store.select(__import__("sqlalchemy").text("SELECT count(*) FROM reports")).iloc[0, 0] == 4
+    )
+
+
+def test_a_notification_failure_never_fails_the_run(env: Path, monkeypatch) -> None:
+    from tiller.cli import run_daily_flow
+
+    monkeypatch.setenv("TILLER_NOTIFY_URLS", "json://127.0.0.1:9/closed")
+    first = run_daily_flow(DAYS[0], force=False)
+    assert first["status"] == "completed"
+    second = run_daily_flow(DAYS[1], force=False)
+    report = json.loads(Path(second["reports"]["daily"]["json"]).read_text())
+    failures = report["health"]["notification_failures"]
+    assert failures and failures[0]["trigger"] == "summary"
+    assert "127.0.0.1:9" not in json.dumps(report)  # no URL leaks into the report
+
+
+def test_html_reports_render_in_chromium_with_charts_and_no_console_errors(env: Path) -> None:
+    from tiller.cli import run_daily_flow, run_weekly_flow
+
+    if browser.chromium() is None:
+        if os.environ.get("CI"):
+            pytest.fail("chromium is missing in CI (.ci/run installs it)")
+        pytest.skip("chromium not installed")
+    for day in DAYS:
+        daily = run_daily_flow(day, force=False)
+    weekly = run_weekly_flow(DAYS[-1], force=False)
+    for kind, summary, charts in (("daily", daily, 4), ("weekly", weekly, 1)):
+        page = browser.render(Path(summary["reports"][kind]["html"]))
+        assert page.console == [], page.console
+        assert page.charts >= charts, f"{kind}: {page.charts} charts drawn"
+        assert page.drawn_svgs >= charts
+
+
+def test_report_for_a_date_without_a_run_says_so(env: Path, tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    result = subprocess.run(
+        [sys.executable, "-m", "tiller.cli", "report", "daily", "--as-of", "2024-03-08"],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={**os.environ},
+    )
+    assert result.returncode == 0, result.stderr
+    html = Path(result.stdout.strip().splitlines()[1].strip())
+    text = html.read_text()
+    _no_nan(text.split("<script")[0])
+    assert "n/a" in text or "No " in text

@@ -1,0 +1,485 @@
+"""Alerts (SPEC "Alerts"): levels routed to apprise channels, with cooldowns.
+
+A :class:`Notifier` sends an :class:`Alert` to ``settings.notify_urls`` (every
+level) plus ``settings.alerts.channels[level]`` through apprise, one channel at
+a time, and records the outcome in ``alert_log`` in its own transaction:
+
+* ``no_channel``          -- no URL is configured for the level;
+* ``suppressed_cooldown`` -- an alert with the same key (trigger + subject) was
+  *sent* within ``alerts.cooldown_seconds[level]`` (read from ``alert_log``, so a
+  restart does not reset the cooldown; failed sends do not start a cooldown);
+* ``sent``                -- every channel accepted the notification;
+* ``failed``              -- at least one channel failed (``error`` says which
+  and why, by position and service name).
+
+:meth:`Notifier.send` never raises.  Channel URLs may hold tokens and passwords:
+they are never logged nor stored, errors are scrubbed of them, and apprise's own
+log records are scrubbed too (a filter on the ``apprise`` logger).
+"""
+
+from __future__ import annotations
+
+import logging
+import re
+import threading
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+from datetime import UTC, date, datetime, timedelta
+from enum import StrEnum
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+from urllib.parse import parse_qsl, unquote, urlsplit
+
+from sqlalchemy import Table, select
+
+from models.alerts import AlertLog
+
+if TYPE_CHECKING:
+    from tiller.settings import Settings
+    from tiller.store.repo import Store
+
+log = logging.getLogger(__name__)
+
+ALERT_LOG: Table = AlertLog.__table__  # type: ignore[attr-defined]
+
+SENT = "sent"
+SUPPRESSED = "suppressed_cooldown"
+FAILED = "failed"
+NO_CHANNEL = "no_channel"
+
+_URL = re.compile(r"[A-Za-z][A-Za-z0-9+.\-]*://[^\s'\"<>]+")
+_MAX_ERROR = 2000
+
+
+class AlertLevel(StrEnum):
+    """Severity, mapped to channels and cooldowns in ``config/alerts.yaml``."""
+
+    INFO = "INFO"
+    WARNING = "WARNING"
+    CRITICAL = "CRITICAL"
+    EMERGENCY = "EMERGENCY"
+
+
+@dataclass(frozen=True)
+class Alert:
+    """One notification; ``key`` (trigger + subject) is what the cooldown compares."""
+
+    level: AlertLevel
+    trigger: str
+    subject: str
+    title: str
+    body: str
+    attachment: Path | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.trigger}:{self.subject}"[:200]
+
+
+@dataclass(frozen=True)
+class AlertOutcome:
+    """What :meth:`Notifier.send` did: ``status`` as recorded in ``alert_log``."""
+
+    status: str
+    key: str
+    level: AlertLevel
+    channels: int
+    delivered: int = 0
+    error: str | None = None
+    log_id: int | None = None
+
+    @property
+    def sent(self) -> bool:
+        return self.status == SENT
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+# --------------------------------------------------------------------- secrets
+_secrets: set[str] = set()
+_secrets_lock = threading.Lock()
+
+
+def url_secrets(url: str) -> set[str]:
+    """The parts of an apprise URL that may be secret: the URL itself, user, password,
+    path segments and query values (the host and port stay readable)."""
+    parts: set[str] = {url}
+    try:
+        split = urlsplit(url)
+        parts.update(p for p in (split.username, split.password) if p)
+        parts.update(unquote(s) for s in split.path.split("/") if s)
+        parts.update(s for s in split.path.split("/") if s)
+        parts.update(v for _, v in parse_qsl(split.query) if v)
+        # tokens written where a host would be (slack://TokenA/TokenB/..., tgram://bot/...)
+        if split.hostname and not re.fullmatch(r"[\d.:]+|localhost", split.hostname):
+            parts.add(split.netloc.rsplit("@", 1)[-1].split(":")[0])
+    except ValueError:
+        pass
+    # short fragments ("a", "v2", "json") would mangle ordinary words
+    return {p for p in parts if len(p) >= 4}
+
+
+def scrub(text: str, secrets: Iterable[str] = ()) -> str:
+    """``text`` with every URL and every known secret replaced by ``***``."""
+    known = set(secrets)
+    with _secrets_lock:
+        known |= _secrets
+    text = _URL.sub("<url>", text)
+    for secret in sorted(known, key=len, reverse=True):
+        text = text.replace(secret, "***")
+    return text
+
+
+class _ScrubFilter(logging.Filter):
+    """Rewrite apprise log records so no channel URL or token reaches any handler."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a malformed record: drop its arguments rather than fail
+            message = str(record.msg)
+        record.msg = scrub(message)
+        record.args = None
+        return True
+
+
+_APPRISE_FILTER = _ScrubFilter()
+logging.getLogger("apprise").addFilter(_APPRISE_FILTER)
+
+
+class _Collect(logging.Handler):
+    """Collect apprise warnings and errors during one send (the error text of a channel)."""
+
+    def __init__(self) -> None:
+        super().__init__(logging.WARNING)
+        self.messages: list[str] = []
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.messages.append(record.getMessage())
+
+
+# -------------------------------------------------------------------- notifier
+class Notifier:
+    """Send alerts through apprise with cooldowns; every outcome lands in ``alert_log``."""
+
+    def __init__(
+        self, settings: Settings, store: Store, clock: Callable[[], datetime] = utcnow
+    ) -> None:
+        self.settings = settings
+        self.store = store
+        self.clock = clock
+        self._register(settings.notify_urls)
+        for urls in settings.alerts.channels.values():
+            self._register(urls)
+
+    @staticmethod
+    def _register(urls: Iterable[str]) -> None:
+        with _secrets_lock:
+            for url in urls:
+                _secrets.update(url_secrets(url))
+
+    def urls(self, level: AlertLevel) -> list[str]:
+        """The channel URLs of ``level``: ``notify_urls`` then the level's own, deduplicated."""
+        own = self.settings.alerts.channels.get(AlertLevel(level).value, [])
+        return list(dict.fromkeys([*self.settings.notify_urls, *own]))
+
+    def send(self, alert: Alert) -> AlertOutcome:
+        """Send ``alert`` (or suppress it); never raises."""
+        try:
+            outcome = self._send(alert)
+        except Exception as exc:  # last line of defence: alerts must not break a flow
+            outcome = AlertOutcome(
+                FAILED, alert.key, AlertLevel(alert.level), 0, error=self._error(exc)
+            )
+        outcome = self._record(alert, outcome)
+        self._log(alert, outcome)
+        return outcome
+
+    # ---------------------------------------------------------------- internals
+    def _send(self, alert: Alert) -> AlertOutcome:
+        level = AlertLevel(alert.level)
+        urls = self.urls(level)
+        if not urls:
+            return AlertOutcome(NO_CHANNEL, alert.key, level, 0)
+        now = self._now()
+        cooldown = float(self.settings.alerts.cooldown_seconds.get(level.value, 0))
+        if cooldown > 0:
+            last = self._last_sent(alert.key)
+            if last is not None and now - last < timedelta(seconds=cooldown):
+                return AlertOutcome(SUPPRESSED, alert.key, level, len(urls))
+        errors: list[str] = []
+        delivered = 0
+        for position, url in enumerate(urls, start=1):
+            problem = self._deliver(url, alert)
+            if problem is None:
+                delivered += 1
+            else:
+                errors.append(f"channel {position}/{len(urls)} {problem}")
+        if not errors:
+            return AlertOutcome(SENT, alert.key, level, len(urls), delivered)
+        summary = f"{delivered} of {len(urls)} channel(s) delivered; " + "; ".join(errors)
+        error = scrub(summary, url_secrets_all(urls))[:_MAX_ERROR]
+        return AlertOutcome(FAILED, alert.key, level, len(urls), delivered, error)
+
+    def _deliver(self, url: str, alert: Alert) -> str | None:
+        """Send to one channel; ``None`` on success, else a description (may hold secrets:
+        the caller scrubs it)."""
+        import apprise
+
+        plugin = apprise.Apprise.instantiate(url)
+        if plugin is None:
+            return "(unknown service): not a valid apprise URL"
+        name = str(getattr(plugin, "service_name", None) or type(plugin).__name__)
+        timeout = self.settings.alerts.timeout_seconds
+        plugin.socket_connect_timeout = timeout
+        plugin.socket_read_timeout = timeout
+        notifier = apprise.Apprise()
+        notifier.add(plugin)
+        attach: Any = None
+        if alert.attachment is not None:
+            if not Path(alert.attachment).is_file():
+                return f"({name}): attachment {Path(alert.attachment).name} not found"
+            attach = apprise.AppriseAttachment(str(alert.attachment))
+        collect = _Collect()
+        apprise_log = logging.getLogger("apprise")
+        apprise_log.addHandler(collect)
+        try:
+            ok = notifier.notify(
+                title=alert.title,
+                body=alert.body,
+                notify_type=_NOTIFY_TYPE[AlertLevel(alert.level)],
+                attach=attach,
+            )
+        except Exception as exc:
+            return f"({name}): {type(exc).__name__}: {exc}"
+        finally:
+            apprise_log.removeHandler(collect)
+        if ok:
+            return None
+        detail = " | ".join(dict.fromkeys(collect.messages)) or "rejected the notification"
+        return f"({name}): {detail}"
+
+    def _last_sent(self, key: str) -> datetime | None:
+        query = (
+            select(ALERT_LOG.c.created_at)
+            .where(ALERT_LOG.c.key == key, ALERT_LOG.c.status == SENT)
+            .order_by(ALERT_LOG.c.created_at.desc())
+            .limit(1)
+        )
+        with self.store.engine.connect() as connection:
+            value = connection.execute(query).scalar()
+        return None if value is None else _aware(value)
+
+    def _record(self, alert: Alert, outcome: AlertOutcome) -> AlertOutcome:
+        values = {
+            "created_at": self._now(),
+            "level": AlertLevel(alert.level).value,
+            "trigger": alert.trigger[:40],
+            "key": alert.key,
+            "title": alert.title[:300],
+            "body": alert.body,
+            "status": outcome.status,
+            "channels": outcome.channels,
+            "error": outcome.error,
+        }
+        try:
+            with self.store.transaction() as tx:
+                log_id = self.store.insert_one(tx, ALERT_LOG, values)
+        except Exception as exc:
+            log.error("could not record alert %s in alert_log: %s", alert.key, self._error(exc))
+            return outcome
+        return AlertOutcome(
+            outcome.status,
+            outcome.key,
+            outcome.level,
+            outcome.channels,
+            outcome.delivered,
+            outcome.error,
+            log_id,
+        )
+
+    def _log(self, alert: Alert, outcome: AlertOutcome) -> None:
+        if outcome.status == FAILED:
+            log.warning(
+                "alert %s [%s] failed on %d channel(s): %s",
+                alert.key,
+                outcome.level.value,
+                outcome.channels - outcome.delivered,
+                outcome.error,
+            )
+        elif outcome.status == NO_CHANNEL:
+            log.info("alert %s [%s] not sent: no channel configured", alert.key, outcome.level)
+        elif outcome.status == SUPPRESSED:
+            log.info("alert %s [%s] suppressed by its cooldown", alert.key, outcome.level)
+        else:
+            log.info(
+                "alert %s [%s] sent to %d channel(s)", alert.key, outcome.level, outcome.channels
+            )
+
+    def _error(self, exc: BaseException) -> str:
+        urls = [*self.settings.notify_urls]
+        for level_urls in self.settings.alerts.channels.values():
+            urls.extend(level_urls)
+        return scrub(f"{type(exc).__name__}: {exc}", url_secrets_all(urls))[:_MAX_ERROR]
+
+    def _now(self) -> datetime:
+        return _aware(self.clock())
+
+
+def url_secrets_all(urls: Iterable[str]) -> set[str]:
+    secrets: set[str] = set()
+    for url in urls:
+        secrets |= url_secrets(url)
+    return secrets
+
+
+def _aware(value: datetime) -> datetime:
+    """UTC-aware (SQLite hands back naive datetimes, stored in UTC)."""
+    return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+def _notify_types() -> dict[AlertLevel, str]:
+    return {
+        AlertLevel.INFO: "info",
+        AlertLevel.WARNING: "warning",
+        AlertLevel.CRITICAL: "failure",
+        AlertLevel.EMERGENCY: "failure",
+    }
+
+
+_NOTIFY_TYPE = _notify_types()
+
+
+# ----------------------------------------------------------------- reporting
+def recent_failures(store: Store, since: datetime | date) -> list[dict[str, Any]]:
+    """Notifications that failed at or after ``since`` (oldest first), for the next report.
+
+    A plain ``date`` means from its midnight UTC.  Each row: ``created_at`` (UTC), ``level``,
+    ``trigger``, ``key``, ``title``, ``channels``, ``error`` (scrubbed of URLs and tokens).
+    """
+    if not isinstance(since, datetime):
+        since = datetime(since.year, since.month, since.day, tzinfo=UTC)
+    query = (
+        select(
+            ALERT_LOG.c.created_at,
+            ALERT_LOG.c.level,
+            ALERT_LOG.c.trigger,
+            ALERT_LOG.c.key,
+            ALERT_LOG.c.title,
+            ALERT_LOG.c.channels,
+            ALERT_LOG.c.error,
+        )
+        .where(ALERT_LOG.c.status == FAILED, ALERT_LOG.c.created_at >= _aware(since))
+        .order_by(ALERT_LOG.c.created_at, ALERT_LOG.c.id)
+    )
+    with store.engine.connect() as connection:
+        rows = connection.execute(query).mappings().all()
+    return [{**row, "created_at": _aware(row["created_at"])} for row in rows]
+
+
+# ------------------------------------------------------------------- triggers
+def _level_number(level: str | int) -> int:
+    digits = re.sub(r"\D", "", str(level))
+    return int(digits) if digits else 0
+
+
+def risk_level_change(old: str | int, new: str | int, drawdown: float) -> Alert:
+    """The risk level moved: WARNING when it rises (CRITICAL on reaching L4), INFO when it eases."""
+    up = _level_number(new) > _level_number(old)
+    if up and _level_number(new) >= 4:
+        level = AlertLevel.CRITICAL
+    else:
+        level = AlertLevel.WARNING if up else AlertLevel.INFO
+    direction = "raised" if up else "lowered"
+    return Alert(
+        level,
+        "risk_level_change",
+        f"{old}->{new}",
+        f"Risk level {direction}: {old} -> {new}",
+        f"The risk level moved from {old} to {new}; drawdown from peak {drawdown:.2%}.",
+    )
+
+
+def emergency_stop(reason: str) -> Alert:
+    return Alert(
+        AlertLevel.EMERGENCY,
+        "emergency_stop",
+        "portfolio",
+        "EMERGENCY STOP: trading halted",
+        f"Trading was halted by an emergency stop: {reason}",
+    )
+
+
+def kill_switch(on: bool, reason: str) -> Alert:
+    state = "on" if on else "off"
+    what = "engaged: no new orders" if on else "released: trading may resume"
+    return Alert(
+        AlertLevel.CRITICAL if on else AlertLevel.WARNING,
+        "kill_switch",
+        state,
+        f"Kill switch {what}",
+        f"The kill switch was turned {state}: {reason}",
+    )
+
+
+def data_quality_failure(message: str, subject: str = "pipeline") -> Alert:
+    return Alert(
+        AlertLevel.WARNING,
+        "data_quality",
+        subject,
+        "Data quality check failed",
+        message,
+    )
+
+
+def order_failures(count: int) -> Alert:
+    return Alert(
+        AlertLevel.CRITICAL,
+        "order_failures",
+        "orders",
+        f"{count} order failures in a row: execution paused",
+        f"{count} orders failed in a row; execution is paused until the cause is fixed.",
+    )
+
+
+def source_down(source: str, error: str) -> Alert:
+    return Alert(
+        AlertLevel.WARNING,
+        "source_down",
+        source,
+        f"Data source {source} is down",
+        f"The data source {source} failed: {error}",
+    )
+
+
+def broker_down(error: str) -> Alert:
+    return Alert(
+        AlertLevel.CRITICAL,
+        "broker_down",
+        "broker",
+        "Broker unreachable",
+        f"The broker could not be reached: {error}",
+    )
+
+
+def flow_failed(flow: str, as_of: date | str, error: str) -> Alert:
+    return Alert(
+        AlertLevel.CRITICAL,
+        "flow_failed",
+        f"{flow}:{as_of}",
+        f"Flow {flow} failed for {as_of}",
+        f"The {flow} run for {as_of} failed: {error}",
+    )
+
+
+def summary(kind: str, as_of: date | str, text: str, attachment: Path | None = None) -> Alert:
+    return Alert(
+        AlertLevel.INFO,
+        "summary",
+        f"{kind}:{as_of}",
+        f"Tiller {kind} summary {as_of}",
+        text,
+        attachment,
+    )
