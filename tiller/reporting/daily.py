@@ -171,6 +171,22 @@ def _positions(inputs: DailyReportInputs) -> dict[str, Any]:
                 "deviation": None if weight is None or target is None else weight - target,
             }
         )
+    nav = float(inputs.nav_history.iloc[-1]) if len(inputs.nav_history) else None
+    if "CASH" in inputs.targets:
+        held.add("CASH")
+        weight = inputs.cash / nav if nav else None
+        target = to_jsonable(inputs.targets["CASH"])
+        rows.append(
+            {
+                "symbol": "CASH",
+                "qty": None,
+                "price": None,
+                "value": to_jsonable(inputs.cash),
+                "weight": to_jsonable(weight),
+                "target": target,
+                "deviation": None if weight is None or target is None else weight - target,
+            }
+        )
     for symbol in sorted(set(inputs.targets) - held):
         target = to_jsonable(inputs.targets[symbol])
         rows.append(
@@ -189,7 +205,7 @@ def _positions(inputs: DailyReportInputs) -> dict[str, Any]:
         notes.append("The portfolio is empty: no open positions.")
     if not inputs.targets:
         notes.append("No target weights were produced.")
-    invested = sum(float(r["value"] or 0.0) for r in rows)
+    invested = sum(float(r["value"] or 0.0) for r in rows if r["symbol"] != "CASH")
     return {"count": len(inputs.positions), "invested": invested, "rows": rows, "notes": notes}
 
 

@@ -22,6 +22,15 @@ Kind = str
 """``"daily"`` or ``"weekly"`` (checked at run time)."""
 
 
+DAY = "%b %d, %Y"  # date axes: one label per day, no clock times
+ONE_DAY_MS = 86_400_000
+
+
+def _date_axis(fig: Any, points: int) -> None:
+    """Label dates, never clock times: short series get one tick per day."""
+    fig.update_xaxes(tickformat=DAY, **({"dtick": ONE_DAY_MS} if points <= 31 else {}))
+
+
 def _is_num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
@@ -93,6 +102,7 @@ def _daily_charts(report: dict[str, Any]) -> dict[str, Markup]:
             )
         )
         fig.update_layout(title="Equity curve (NAV, USD)")
+        _date_axis(fig, len(nav))
         out["equity"] = charts.html("equity", fig)
     else:
         out["equity"] = _missing("Not enough history yet for an equity curve.")
@@ -115,6 +125,7 @@ def _daily_charts(report: dict[str, Any]) -> dict[str, Markup]:
                     annotation_text=f"{level} {threshold:.0%}",
                 )
         fig.update_layout(title="Drawdown from peak", yaxis_tickformat=".0%")
+        _date_axis(fig, len(dd))
         out["drawdown"] = charts.html("drawdown", fig)
     else:
         out["drawdown"] = _missing("Not enough history yet for a drawdown chart.")
@@ -150,6 +161,7 @@ def _daily_charts(report: dict[str, Any]) -> dict[str, Markup]:
                 "range": [-0.2, 4.2],
             },
         )
+        _date_axis(fig, len(history))
         out["risk_timeline"] = charts.html("risk_timeline", fig)
     else:
         out["risk_timeline"] = _missing("Not enough history yet for a risk-level timeline.")
@@ -165,6 +177,7 @@ def _weekly_charts(report: dict[str, Any]) -> dict[str, Markup]:
         colours = ["#2a8" if _is_num(v) and v >= 0 else "#c33" for v in values]
         fig = go.Figure(go.Bar(x=[p["date"] for p in pnl], y=values, marker_color=colours))
         fig.update_layout(title="Daily P&L (USD)")
+        _date_axis(fig, len(pnl))
         out["daily_pnl"] = charts.html("daily_pnl", fig)
     else:
         out["daily_pnl"] = _missing("Not enough history yet for daily P&L.")
