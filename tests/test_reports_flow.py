@@ -38,7 +38,22 @@ def _no_nan(text: str) -> None:
     assert "NaN" not in text and "nan" not in text.replace("nano", "")
 
 
-def test_daily_reports_weekly_review_and_summaries(env: Path, monkeypatch) -> None:
+def _artifacts(api: str, key: str) -> list[dict]:  # type: ignore[type-arg]
+    import urllib.request
+
+    request = urllib.request.Request(
+        f"{api.rstrip('/')}/artifacts/filter",
+        data=json.dumps({"artifacts": {"key": {"any_": [key]}}}).encode(),
+        headers={"Content-Type": "application/json"},
+        method="POST",
+    )
+    with urllib.request.urlopen(request, timeout=30) as response:
+        return list(json.loads(response.read()))
+
+
+def test_daily_reports_weekly_review_and_summaries(
+    env: Path, monkeypatch, prefect_api: str
+) -> None:
     from tiller.cli import run_daily_flow, run_weekly_flow
 
     with FakeServer(Hook) as hook:
@@ -65,6 +80,11 @@ def test_daily_reports_weekly_review_and_summaries(env: Path, monkeypatch) -> No
     last = json.loads(posts[-1].body)
     assert "weekly" in last["title"].lower()
     assert last["attachments"][0]["filename"].endswith(".html")
+
+    # published as Prefect artifacts: a markdown summary and a table per report
+    markdown = _artifacts(prefect_api, "daily-report")
+    assert markdown and markdown[0]["type"] == "markdown" and "NAV" in markdown[0]["data"]
+    assert _artifacts(prefect_api, "weekly-report")
 
     store = Store.open(os.environ["TILLER_DATABASE_URL"])
     assert (
