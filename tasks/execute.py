@@ -595,12 +595,12 @@ def orders_stage(
     def persist(tx: Connection, report: ExecutionReport) -> tuple[str, str]:
         store = ctx.store
         for row in report.orders.values():
-            store._upsert(tx, ORDERS, [row], ("client_order_id",))
+            store.upsert(tx, ORDERS, [row], ("client_order_id",))
         store.insert(tx, FILLS, report.fills)
         store.replace_for_as_of(tx, ORDER_REJECTIONS, ctx.as_of)
         store.insert(tx, ORDER_REJECTIONS, report.rejections)
         store.insert(tx, RECONCILIATIONS, report.reconciliations)
-        store._upsert(
+        store.upsert(
             tx,
             BOOK_STATE,
             [

@@ -254,7 +254,7 @@ def write_report(
     html_path = folder / f"{rendered.as_of.isoformat()}.html"
     json_path.write_text(json.dumps(rendered.report, indent=2, sort_keys=True, default=str))
     html_path.write_text(rendered.html, encoding="utf-8")
-    store._upsert(
+    store.upsert(
         tx,
         REPORTS,
         [

@@ -343,7 +343,7 @@ class SimulatedBroker:
             tx.execute(POSITIONS.delete().where(POSITIONS.c.symbol == symbol))
             return
         values = {"symbol": symbol, "qty": new_qty, "avg_entry_price": avg, "updated_at": utcnow()}
-        self.store._upsert(tx, POSITIONS, [values], ("symbol",))
+        self.store.upsert(tx, POSITIONS, [values], ("symbol",))
 
     def _move_cash(self, tx: Connection, side: OrderSide, fill: Fill) -> None:
         notional = fill.qty * fill.price

@@ -104,9 +104,10 @@ class Store:
     def _insert(self, table: Table) -> Any:
         return (postgresql if self.dialect == "postgresql" else sqlite).insert(table)
 
-    def _upsert(
+    def upsert(
         self, tx: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
     ) -> int:
+        """Insert ``rows`` into ``table``, updating the non-key columns where ``keys`` exist."""
         if not rows:
             return 0
         stmt = self._insert(table)
@@ -121,7 +122,7 @@ class Store:
         now = utcnow()
         records = _records(frame, ["open", "high", "low", "close", "adj_close", "volume"])
         rows = [{"symbol": symbol, **r, "source": source, "ingested_at": now} for r in records]
-        return self._upsert(tx, BARS, rows, ("symbol", "date"))
+        return self.upsert(tx, BARS, rows, ("symbol", "date"))
 
     def upsert_macro(self, tx: Connection, series_id: str, frame: pd.DataFrame, source: str) -> int:
         """Insert or update the observations of macro series ``series_id``."""
@@ -130,7 +131,7 @@ class Store:
         rows = [
             {"series_id": series_id, **r, "source": source, "ingested_at": now} for r in records
         ]
-        return self._upsert(tx, MACRO, rows, ("series_id", "date"))
+        return self.upsert(tx, MACRO, rows, ("series_id", "date"))
 
     # ------------------------------------------------------------------- reads
     def last_bar_dates(self, on_or_before: date | None = None) -> dict[str, date]:
@@ -335,7 +336,7 @@ class Store:
             "output_ref": output_ref,
             "error": error,
         }
-        self._upsert(tx, CHECKPOINTS, [values], ("flow", "as_of", "stage"))
+        self.upsert(tx, CHECKPOINTS, [values], ("flow", "as_of", "stage"))
 
     # -------------------------------------------------------------- risk state
     def load_risk_state(self, portfolio: str) -> dict[str, Any] | None:
@@ -355,7 +356,7 @@ class Store:
             "state": json.dumps(state, sort_keys=True, default=str),
             "updated_at": utcnow(),
         }
-        self._upsert(tx, RISK_STATE, [row], ("portfolio",))
+        self.upsert(tx, RISK_STATE, [row], ("portfolio",))
 
     def replace_for_as_of(self, tx: Connection, table: Table, as_of: date) -> None:
         """Delete a stage's earlier rows for ``as_of`` (a forced rerun replaces them)."""
