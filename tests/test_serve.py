@@ -112,7 +112,11 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
         assert schedule["schedule"]["cron"] == "30 16 * * 1-5"
         assert schedule["schedule"]["timezone"] == "America/New_York"
         assert schedule["active"] is True
-        weekly = _get(f"{api}/deployments/name/weekly-review/weekly-review")
+        weekly = _wait(  # serve registers its deployments one after the other
+            lambda: _get(f"{api}/deployments/name/weekly-review/weekly-review"),
+            120,
+            "the weekly-review deployment",
+        )
         assert isinstance(weekly, dict)
         (weekly_schedule,) = weekly["schedules"]
         assert weekly_schedule["schedule"]["cron"] == "0 8 * * 1"
