@@ -1,6 +1,7 @@
 """SQLModel tables: the store's schema, mapped to domain types at the store boundary."""
 
 from models.alerts import AlertLog
+from models.backtest import BacktestDay, BacktestEvent, BacktestRun, BacktestTrade, StressResult
 from models.execution import (
     AuditEvent,
     BookState,
@@ -39,6 +40,10 @@ from models.tables import (
 __all__ = [
     "AlertLog",
     "AuditEvent",
+    "BacktestDay",
+    "BacktestEvent",
+    "BacktestRun",
+    "BacktestTrade",
     "Bar",
     "BookState",
     "CrossSourceCheck",
@@ -66,6 +71,7 @@ __all__ = [
     "SimOrder",
     "SimPosition",
     "StageCheckpoint",
+    "StressResult",
     "TargetWeight",
     "metadata",
 ]

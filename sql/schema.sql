@@ -18,6 +18,23 @@ CREATE INDEX ix_alert_log_created_at ON alert_log (created_at);
 
 CREATE INDEX ix_alert_log_key_created_at ON alert_log ("key", created_at);
 
+CREATE TABLE backtest_runs (
+	run_id VARCHAR(40) NOT NULL, 
+	label VARCHAR(80) NOT NULL, 
+	kind VARCHAR(20) NOT NULL, 
+	start DATE NOT NULL, 
+	"end" DATE NOT NULL, 
+	cadence VARCHAR(10) NOT NULL, 
+	initial_capital FLOAT NOT NULL, 
+	config TEXT NOT NULL, 
+	metrics TEXT NOT NULL, 
+	timings TEXT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	PRIMARY KEY (run_id)
+);
+
+CREATE INDEX ix_backtest_runs_kind ON backtest_runs (kind);
+
 CREATE TABLE bars (
 	symbol VARCHAR(20) NOT NULL, 
 	date DATE NOT NULL, 
@@ -138,6 +155,60 @@ CREATE TABLE audit_events (
 );
 
 CREATE INDEX ix_audit_events_as_of ON audit_events (as_of);
+
+CREATE TABLE backtest_days (
+	run_id VARCHAR(40) NOT NULL, 
+	as_of DATE NOT NULL, 
+	nav FLOAT NOT NULL, 
+	cash FLOAT NOT NULL, 
+	long_value FLOAT NOT NULL, 
+	exposure FLOAT NOT NULL, 
+	peak_nav FLOAT NOT NULL, 
+	drawdown FLOAT NOT NULL, 
+	level INTEGER NOT NULL, 
+	regime VARCHAR(12) NOT NULL, 
+	traded FLOAT NOT NULL, 
+	turnover FLOAT NOT NULL, 
+	commission FLOAT NOT NULL, 
+	slippage FLOAT NOT NULL, 
+	rebalanced BOOLEAN NOT NULL, 
+	weights TEXT NOT NULL, 
+	PRIMARY KEY (run_id, as_of), 
+	FOREIGN KEY(run_id) REFERENCES backtest_runs (run_id)
+);
+
+CREATE TABLE backtest_events (
+	id INTEGER NOT NULL, 
+	run_id VARCHAR(40) NOT NULL, 
+	as_of DATE NOT NULL, 
+	kind VARCHAR(40) NOT NULL, 
+	symbol VARCHAR(16), 
+	reason TEXT NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES backtest_runs (run_id)
+);
+
+CREATE INDEX ix_backtest_events_run_id ON backtest_events (run_id);
+
+CREATE TABLE backtest_trades (
+	id INTEGER NOT NULL, 
+	run_id VARCHAR(40) NOT NULL, 
+	as_of DATE NOT NULL, 
+	order_date DATE NOT NULL, 
+	symbol VARCHAR(16) NOT NULL, 
+	side VARCHAR(4) NOT NULL, 
+	qty FLOAT NOT NULL, 
+	price FLOAT NOT NULL, 
+	reference_price FLOAT NOT NULL, 
+	notional FLOAT NOT NULL, 
+	commission FLOAT NOT NULL, 
+	slippage FLOAT NOT NULL, 
+	client_order_id VARCHAR(64) NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES backtest_runs (run_id)
+);
+
+CREATE INDEX ix_backtest_trades_run_id ON backtest_trades (run_id);
 
 CREATE TABLE cross_source_checks (
 	id INTEGER NOT NULL, 
@@ -378,6 +449,26 @@ CREATE TABLE stage_checkpoints (
 	CONSTRAINT uq_checkpoint_stage UNIQUE (flow, as_of, stage), 
 	FOREIGN KEY(run_id) REFERENCES flow_runs (id)
 );
+
+CREATE TABLE stress_results (
+	id INTEGER NOT NULL, 
+	batch_id VARCHAR(40) NOT NULL, 
+	scenario VARCHAR(40) NOT NULL, 
+	run_id VARCHAR(40) NOT NULL, 
+	description VARCHAR(200) NOT NULL, 
+	start DATE NOT NULL, 
+	"end" DATE NOT NULL, 
+	max_drawdown FLOAT NOT NULL, 
+	drawdown_limit FLOAT NOT NULL, 
+	max_level INTEGER NOT NULL, 
+	passed BOOLEAN NOT NULL, 
+	reason TEXT NOT NULL, 
+	created_at DATETIME NOT NULL, 
+	PRIMARY KEY (id), 
+	FOREIGN KEY(run_id) REFERENCES backtest_runs (run_id)
+);
+
+CREATE INDEX ix_stress_results_batch_id ON stress_results (batch_id);
 
 CREATE TABLE target_weights (
 	as_of DATE NOT NULL, 

@@ -12,29 +12,11 @@ from sqlalchemy import Connection
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
 from tasks.context import RunContext
 from tasks.risk import current_portfolio, daily_returns
-from tiller.domain import Signal, SignalType
+from tiller.domain import Signal
 from tiller.portfolio.optimize import OptimizationResult, optimize_weights
+from tiller.portfolio.selection import investable
 from tiller.risk import RiskDecision
 from tiller.store.repo import OPTIMIZATIONS, TARGETS
-
-SELLS = (SignalType.SELL, SignalType.STRONG_SELL)
-
-
-def investable(signals: Sequence[Signal], decision: RiskDecision, held: Sequence[str]) -> list[str]:
-    """Assets the optimiser may weight: long-eligible, not a sell signal, and allowed by risk
-    (a buy must pass :meth:`RiskDecision.may_buy`; a held asset may stay unless forced out)."""
-    chosen = []
-    for signal in signals:
-        if not signal.long_eligible or signal.signal in SELLS:
-            continue
-        if signal.symbol in held:
-            if signal.symbol in decision.allowed_symbols and signal.symbol not in (
-                decision.forced_exits
-            ):
-                chosen.append(signal.symbol)
-        elif signal.signal.is_buy and decision.may_buy(signal.symbol, signal.confidence)[0]:
-            chosen.append(signal.symbol)
-    return sorted(chosen)
 
 
 def optimize_stage(
@@ -44,7 +26,8 @@ def optimize_stage(
     settings = ctx.settings
     config = settings.optimize
     portfolio = current_portfolio(ctx)
-    assets = investable(signals, decision, list(portfolio.weights))
+    fixed = config.fixed_weights if config.method == "fixed" else None
+    assets = investable(signals, decision, list(portfolio.weights), fixed)
     returns = daily_returns(ctx, assets, config.lookback) if assets else None
     max_weights = {s: settings.asset(s).max_weight for s in assets}
     key = fingerprint(
@@ -54,6 +37,7 @@ def optimize_stage(
         decision.exposure_scale,
         decision.pair_caps,
         portfolio.weights,
+        fixed,
         frame_digest(returns),
     )
 
@@ -69,6 +53,7 @@ def optimize_stage(
             config,
             exposure=decision.exposure_scale,
             pair_caps=decision.pair_caps,
+            fixed=fixed,
         )
 
     def persist(tx: Connection, result: OptimizationResult) -> tuple[str, str]:

@@ -14,8 +14,8 @@ from sqlalchemy import Connection, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
 from tasks.context import RunContext
-from tiller.calendars import sessions as xnys_sessions
 from tiller.domain import Signal
+from tiller.portfolio.returns import price_matrix, session_returns
 from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
 from tiller.settings import Settings
 from tiller.store.repo import (
@@ -84,17 +84,8 @@ def returns_window(
     bars = store.load_bars(list(symbols), start, as_of)
     if bars.empty:
         return pd.DataFrame()
-    prices = bars.assign(price=bars["adj_close"].fillna(bars["close"])).pivot(
-        index="date", columns="symbol", values="price"
-    )
-    calendars = {settings.calendar_of(s) for s in prices.columns}
-    if "XNYS" in calendars:
-        # 24/7 assets have weekend rows the ETFs lack: keep exchange sessions only, so a
-        # crypto return spans Friday to Monday instead of the ETFs showing 0% weekends
-        open_days = xnys_sessions("XNYS", prices.index.min().date(), prices.index.max().date())
-        prices = prices[prices.index.isin(open_days)]
-    prices = prices.ffill()
-    return prices.pct_change(fill_method=None).iloc[1:].tail(sessions)
+    calendars = {s: settings.calendar_of(s) for s in symbols}
+    return session_returns(price_matrix(bars), calendars).tail(sessions)
 
 
 def _previous_targets(ctx: RunContext) -> dict[str, float]:

@@ -14,6 +14,7 @@ from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tasks.report import RenderedReport, notify, publish, trade_pnls, write_report
 from tiller import calendars
+from tiller.backtest.service import stress_rows
 from tiller.reporting.render import render_html
 from tiller.reporting.weekly import WeeklyReportInputs, build_weekly_report
 from tiller.store.repo import (
@@ -97,11 +98,22 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
         targets=targets,
         risk_history=risk_history,
         asset_returns=returns,
-        stress_results=[],
-        deviation=None,
+        stress_results=stress_rows(store),
+        deviation=_deviation(store, settings, as_of),
         uptime=uptime,
         fill_rate=fill_rate,
     )
+
+
+def _deviation(store: Store, settings: Any, as_of: date) -> dict[str, Any] | None:
+    """Paper vs a backtest over the same sessions; None when there is nothing to compare."""
+    from tiller.backtest.engine import BacktestError
+    from tiller.backtest.service import paper_deviation
+
+    try:
+        return paper_deviation(store, settings, as_of)
+    except BacktestError:
+        return None
 
 
 def weekly_report_stage(ctx: RunContext) -> StageOutcome:

@@ -27,6 +27,11 @@ app.add_typer(risk_app, name="risk")
 app.add_typer(run_app, name="run")
 app.add_typer(data_app, name="data")
 app.add_typer(db_app, name="db")
+backtest_app = typer.Typer(
+    help="Replay history through the pipeline: `tiller backtest --start D --end D [--json]`; "
+    "`tiller backtest list`; `tiller backtest report RUN_ID --date D`.",
+)
+app.add_typer(backtest_app, name="backtest")
 
 AsOf = Annotated[
     str | None,
@@ -418,6 +423,170 @@ def kill_switch(
         typer.echo(f"kill switch {state_word}")
     except (TillerError, ValueError) as exc:
         _fail(str(exc))
+
+
+Cadence = Annotated[
+    str | None,
+    typer.Option(help="Rebalance cadence: daily, weekly, monthly or once (default: config)."),
+]
+
+
+@backtest_app.callback(invoke_without_command=True)
+def backtest_command(
+    ctx: typer.Context,
+    start: Annotated[str | None, typer.Option(help="First date, YYYY-MM-DD.")] = None,
+    end: Annotated[str | None, typer.Option(help="Last date, YYYY-MM-DD.")] = None,
+    cadence: Cadence = None,
+    profile: Annotated[
+        str | None,
+        typer.Option(help="Config profile to overlay (config/profiles/NAME.yaml or a path)."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+) -> None:
+    """Replay every session from --start to --end with the simulated broker; save the run
+    (apart from paper trading) and its tearsheet."""
+    if ctx.invoked_subcommand is not None:
+        return
+    import os
+
+    if profile:
+        os.environ["TILLER_PROFILE"] = profile
+    try:
+        first, last = _date(start, "--start"), _date(end, "--end")
+        if first is None or last is None:
+            _fail("give --start and --end (YYYY-MM-DD), e.g. --start 2019-01-01 --end 2023-12-31")
+            return
+        if cadence not in (None, "daily", "weekly", "monthly", "once"):
+            _fail(f"--cadence {cadence!r}: use daily, weekly, monthly or once")
+        settings = _settings()
+        from tiller.backtest.service import backtest
+
+        saved = backtest(settings, first, last, cadence=cadence)  # type: ignore[arg-type]
+    except TillerError as exc:
+        _fail(str(exc))
+        return
+    summary = saved.summary()
+    if as_json:
+        typer.echo(json.dumps(summary, indent=2, default=str))
+        return
+    m = summary["metrics"]
+    typer.echo(
+        f"backtest {summary['run_id']}  {summary['start']}..{summary['end']}  "
+        f"cadence {summary['cadence']}\n"
+        f"  final NAV {m['final_nav']:,.2f}  CAGR {_pct(m.get('cagr'))}  "
+        f"vol {_pct(m.get('volatility'))}  Sharpe {_num(m.get('sharpe'))}  "
+        f"max DD {_pct(m.get('max_drawdown'))}\n"
+        f"  trades {m['trades']}  turnover {_num(m.get('turnover'))}x/yr  "
+        f"costs {m['costs']:,.2f}  worst level L{m['max_level']}\n"
+        f"  tearsheet {summary['tearsheet']}"
+    )
+
+
+def _pct(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2%}"
+
+
+def _num(value: Any) -> str:
+    return "n/a" if value is None else f"{value:.2f}"
+
+
+@backtest_app.command("list")
+def backtest_list(
+    as_json: Annotated[bool, typer.Option("--json", help="Print JSON.")] = False,
+) -> None:
+    """The saved backtest, stress and comparison runs, newest first."""
+    settings = _settings()
+    from tiller.store.backtests import list_runs
+    from tiller.store.repo import Store
+
+    runs = list_runs(Store.open(settings.db_url))
+    rows = [
+        {
+            "run_id": r["run_id"],
+            "kind": r["kind"],
+            "label": r["label"],
+            "start": str(r["start"]),
+            "end": str(r["end"]),
+            "cadence": r["cadence"],
+            "metrics": json.loads(r["metrics"]),
+        }
+        for r in runs.to_dict("records")
+    ]
+    if as_json:
+        typer.echo(json.dumps(rows, indent=2, default=str))
+        return
+    if not rows:
+        typer.echo("no backtest yet: tiller backtest --start 2019-01-01 --end 2023-12-31")
+    for r in rows:
+        m = r["metrics"]
+        typer.echo(
+            f"{r['run_id']}  {r['kind']:<8} {r['start']}..{r['end']}  {r['cadence']:<7} "
+            f"NAV {m.get('final_nav', 0):>14,.2f}  max DD {_pct(m.get('max_drawdown'))}  "
+            f"{r['label']}"
+        )
+
+
+@backtest_app.command("report")
+def backtest_report(
+    run_id: Annotated[str, typer.Argument(help="Run id (see `tiller backtest list`).")],
+    day: Annotated[str, typer.Option("--date", help="Session date YYYY-MM-DD.")],
+) -> None:
+    """Write the daily report (JSON + HTML, the paper report's format) of one backtest date."""
+    try:
+        settings = _settings()
+        from tiller.backtest.reports import write_daily_report
+        from tiller.store.backtests import load_result
+        from tiller.store.repo import Store
+
+        as_of = _date(day, "--date")
+        assert as_of is not None
+        try:
+            result = load_result(Store.open(settings.db_url), run_id)
+        except KeyError as exc:
+            _fail(str(exc.args[0]))
+            return
+        json_path, html_path = write_daily_report(settings, result, as_of)
+    except TillerError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"{json_path}\n{html_path}")
+
+
+@app.command("stress")
+def stress_command(
+    scenario: Annotated[
+        list[str] | None,
+        typer.Option(help="Scenario name (repeatable); default: all configured."),
+    ] = None,
+    as_json: Annotated[bool, typer.Option("--json", help="Print the outcome as JSON.")] = False,
+) -> None:
+    """Run the stress scenarios (2008, 2020, 2022, synthetic -20% shock) against their
+    drawdown limits; exit 1 when the pass criteria fail."""
+    try:
+        settings = _settings()
+        from tiller.backtest.service import stress
+
+        outcome = stress(settings, scenario)
+    except TillerError as exc:
+        _fail(str(exc))
+        return
+    if as_json:
+        typer.echo(json.dumps(outcome, indent=2, default=str))
+    else:
+        for o in outcome["scenarios"]:
+            mark = "pass" if o["passed"] else "FAIL"
+            typer.echo(
+                f"{mark}  {o['scenario']:<12} {o['start']}..{o['end']}  max DD "
+                f"{o['max_drawdown']:.2%} (limit {o['drawdown_limit']:.0%})  "
+                f"worst L{o['max_level']}  run {o['run_id']}"
+            )
+        v = outcome["verdict"]
+        typer.echo(
+            f"{'PASS' if v['passed'] else 'FAIL'}: mean drawdown {_pct(v['mean_drawdown'])}"
+            + "".join(f"\n  - {r}" for r in v["reasons"])
+        )
+    if not outcome["verdict"]["passed"]:
+        raise typer.Exit(1)
 
 
 @app.command()

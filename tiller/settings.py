@@ -48,6 +48,36 @@ def config_dir() -> Path:
     return Path(os.environ.get("TILLER_CONFIG_DIR") or REPO_ROOT / "config")
 
 
+def profile_path() -> Path | None:
+    """The profile overlaid on the config folder (``TILLER_PROFILE``): a YAML path, or the
+    name of a file in ``<config>/profiles/`` (``sixty-forty`` -> ``profiles/sixty-forty.yaml``)."""
+    raw = os.environ.get("TILLER_PROFILE", "").strip()
+    if not raw:
+        return None
+    path = Path(raw)
+    if path.suffix not in (".yaml", ".yml"):
+        path = config_dir() / "profiles" / f"{raw}.yaml"
+    if not path.is_file():
+        known = sorted(p.stem for p in (config_dir() / "profiles").glob("*.yaml"))
+        raise ConfigError(
+            f"TILLER_PROFILE={raw!r}: no such profile file {path}; give a YAML path or one "
+            f"of {', '.join(known) or '(none)'}"
+        )
+    return path
+
+
+def deep_merge(base: dict[str, Any], overlay: dict[str, Any]) -> dict[str, Any]:
+    """``base`` with ``overlay`` on top; nested mappings merge key by key, anything else
+    (lists, scalars) is replaced."""
+    merged = dict(base)
+    for key, value in overlay.items():
+        if isinstance(value, dict) and isinstance(merged.get(key), dict):
+            merged[key] = deep_merge(merged[key], value)
+        else:
+            merged[key] = value
+    return merged
+
+
 class _Frozen(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
@@ -247,7 +277,9 @@ class OptimizeConfig(_Frozen):
     """Portfolio construction (SPEC stage 7), ``config/risk.yaml`` section ``optimize``."""
 
     lookback: int = Field(252, ge=20)
-    cash_buffer: float = Field(0.05, ge=0.05, lt=1)
+    method: Literal["risk_parity", "fixed"] = "risk_parity"
+    fixed_weights: dict[str, float] = Field(default_factory=dict)
+    cash_buffer: float = Field(0.05, ge=0, lt=1)
     max_gross_leverage: float = Field(1.0, gt=0)
     hard_max_leverage: float = Field(1.5, gt=0)
     min_weight_change: float = Field(0.02, ge=0)
@@ -255,6 +287,16 @@ class OptimizeConfig(_Frozen):
     max_turnover: float = Field(0.30, gt=0)
     max_trades: int = Field(5, ge=1)
     initial_capital: float = Field(100_000, gt=0)
+
+    @model_validator(mode="after")
+    def _fixed_mix(self) -> OptimizeConfig:
+        if self.method == "fixed":
+            if not self.fixed_weights:
+                raise ValueError("method fixed needs fixed_weights, e.g. {SPY: 0.6, TLT: 0.4}")
+            bad = {s: w for s, w in self.fixed_weights.items() if not 0 < w <= 1}
+            if bad:
+                raise ValueError(f"fixed_weights must lie in (0, 1], got {bad}")
+        return self
 
     @model_validator(mode="after")
     def _leverage_within_hard_cap(self) -> OptimizeConfig:
@@ -285,6 +327,45 @@ class ExecutionConfig(_Frozen):
     pause_after_failures: int = Field(3, ge=1)
     alpaca_url: str = "https://paper-api.alpaca.markets"
     strategy_tag: str = Field("tiller-rp", pattern=r"^[a-z0-9-]{1,20}$")
+
+
+class BacktestConfig(_Frozen):
+    """Backtest replay (``config/backtest.yaml``)."""
+
+    cadence: Literal["daily", "weekly", "monthly", "once"] = "weekly"
+    # Sessions after an L4 halt at which a simulated operator confirms the reset
+    # (``tiller risk reset --confirm``); None keeps the backtest halted to the end.
+    l4_confirm_after_sessions: int | None = Field(10, ge=1)
+
+
+class StressScenario(_Frozen):
+    """One stress scenario: a historical window, or a synthetic shock on a calm window."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,39}$")
+    start: date
+    end: date
+    max_drawdown: float = Field(gt=0, lt=1)
+    shock: float | None = Field(None, gt=-1, lt=0)  # e.g. -0.20: every asset drops 20%
+    shock_date: date | None = None  # the session the shock hits (on and after it)
+    description: str = ""
+
+    @model_validator(mode="after")
+    def _ordered(self) -> StressScenario:
+        if self.start >= self.end:
+            raise ValueError(f"scenario {self.name}: start {self.start} must be before {self.end}")
+        if (self.shock is None) != (self.shock_date is None):
+            raise ValueError(f"scenario {self.name}: shock and shock_date go together")
+        if self.shock_date is not None and not self.start <= self.shock_date <= self.end:
+            raise ValueError(f"scenario {self.name}: shock_date must lie in its window")
+        return self
+
+
+class StressConfig(_Frozen):
+    """Stress tests and their pass criteria (``config/backtest.yaml`` section ``stress``)."""
+
+    scenarios: list[StressScenario] = Field(default_factory=list)
+    max_mean_drawdown: float = Field(0.18, gt=0, lt=1)
+    allow_l4: bool = False
 
 
 AlertLevel = Literal["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
@@ -388,6 +469,16 @@ class _YamlConfigSource(PydanticBaseSettingsSource):
                     raise ConfigError(f"config key {key!r} is set in both {origin[key]} and {path}")
                 merged[key] = value
                 origin[key] = path
+        profile = profile_path()
+        if profile is not None:
+            try:
+                overlay = yaml.safe_load(profile.read_text()) or {}
+            except yaml.YAMLError as exc:
+                raise ConfigError(f"{profile}: not valid YAML: {exc}") from None
+            if not isinstance(overlay, dict):
+                raise ConfigError(f"{profile}: expected a mapping of keys at the top level")
+            overlay.pop("description", None)
+            merged = deep_merge(merged, overlay)
         return merged
 
 
@@ -427,6 +518,8 @@ class Settings(BaseSettings):
     alerts: AlertsConfig = Field(default_factory=AlertsConfig)
     broker: Literal["paper", "alpaca"] = "paper"
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
+    backtest: BacktestConfig = Field(default_factory=BacktestConfig)
+    stress: StressConfig = Field(default_factory=StressConfig)
 
     # Provider credentials: environment only, never logged (SecretStr).
     massive_api_key: SecretStr | None = Field(

@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import math
 import uuid
-from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
@@ -39,6 +38,7 @@ from sqlalchemy.exc import IntegrityError
 from models.simbroker import SimAccount, SimOrder, SimPosition
 from tiller.calendars import NEW_YORK, sessions
 from tiller.execution import costs
+from tiller.execution import fills as fill_model
 from tiller.execution.broker import (
     BrokerAccount,
     BrokerError,
@@ -49,6 +49,8 @@ from tiller.execution.broker import (
     OrderSide,
     OrderStatus,
 )
+from tiller.execution.fills import EPSILON as _EPSILON
+from tiller.execution.fills import Fill
 from tiller.settings import Settings
 from tiller.store.repo import BARS, Store, utcnow
 
@@ -61,20 +63,8 @@ OPEN_STATUSES = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
 # Calendar days of bars loaded before an order date for the 20-return volatility
 # (21 sessions of XNYS span at most ~31 days, holidays included).
 _HISTORY_DAYS = 45
-_EPSILON = 1e-9
 # The uuid5 namespace of broker ids (ids are derived from the client order id).
 _ID_NAMESPACE = uuid.UUID("6d1c9a52-4f0e-4a51-9a3b-7c2f1e0b5d10")
-
-
-@dataclass(frozen=True)
-class Fill:
-    """One session's fill of an order."""
-
-    session: date
-    qty: float
-    price: float  # USD per unit, slippage included
-    commission: float  # USD
-    slippage: float  # fraction of the reference price
 
 
 class SimulatedBroker:
@@ -235,13 +225,8 @@ class SimulatedBroker:
     def _fill_sessions(self, row: dict[str, Any], as_of: date) -> list[date]:
         """Sessions on which ``row`` may fill, not after ``as_of`` and not already processed."""
         calendar = self.settings.calendar_of(row["symbol"])
-        order_day: date = row["as_of"]
-        days = [d.date() for d in sessions(calendar, order_day, as_of)]
-        if self.settings.execution.fill_price == "next_open":
-            days = [d for d in days if d > order_day]
-        done = row["processed_through"]
-        delayed = days[self.settings.execution.fill_delay_sessions :]
-        return [d for d in delayed if done is None or d > done]
+        days = [d.date() for d in sessions(calendar, row["as_of"], as_of)]
+        return fill_model.fill_sessions(days, row["as_of"], row["processed_through"], self.settings)
 
     def _fills(
         self, row: dict[str, Any], bars: pd.DataFrame | None, as_of: date
@@ -271,34 +256,18 @@ class SimulatedBroker:
     def _fill_on(
         self, row: dict[str, Any], bar: pd.Series, session: date, remaining: float, vol: float
     ) -> Fill | None:
-        """One session's fill: volume-capped quantity at the reference price plus slippage."""
-        column = "open" if self.settings.execution.fill_price == "next_open" else "close"
-        reference = float(bar[column])
-        qty = min(remaining, self._volume_cap(row["symbol"], float(bar["volume"])))
-        if qty <= _EPSILON or not math.isfinite(reference):
-            return None
-        spec = self.settings.asset(row["symbol"])
-        cost = self.settings.costs[spec.cost_class]
-        slippage = costs.slippage_fraction(
-            cost.slippage, vol, qty * reference, self.settings.execution
+        """One session's fill (:func:`tiller.execution.fills.fill_on`)."""
+        return fill_model.fill_on(
+            row["symbol"],
+            OrderSide(row["side"]),
+            session,
+            float(bar["open"]),
+            float(bar["close"]),
+            float(bar["volume"]),
+            remaining,
+            vol,
+            self.settings,
         )
-        price = costs.fill_price(reference, OrderSide(row["side"]), slippage)
-        fee = costs.commission(qty * price, cost.commission)
-        return Fill(session=session, qty=qty, price=price, commission=fee, slippage=slippage)
-
-    def _volume_cap(self, symbol: str, volume: float) -> float:
-        """Most units one session can fill: ``max_volume_fraction * volume``, lot-rounded."""
-        if not math.isfinite(volume):
-            return math.inf
-        cap = self.settings.execution.max_volume_fraction * volume
-        lot = self._lot(symbol)
-        return math.floor(cap / lot + _EPSILON) * lot if lot > 0 else cap
-
-    def _lot(self, symbol: str) -> float:
-        """Trading unit: crypto_lot for crypto, 1 share for ETFs (0 = any fraction)."""
-        if self.settings.asset(symbol).asset_class == "crypto":
-            return self.settings.execution.crypto_lot
-        return 0.0 if self.settings.execution.fractional else 1.0
 
     @staticmethod
     def _volatility(bars: pd.DataFrame, order_day: date) -> float:

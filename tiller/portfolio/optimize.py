@@ -75,7 +75,7 @@ if TYPE_CHECKING:
 CASH: Final = "CASH"
 """Key of the cash weight in :attr:`OptimizationResult.weights`."""
 
-Method = Literal["risk_parity", "inverse_volatility", "previous", "cash"]
+Method = Literal["risk_parity", "inverse_volatility", "previous", "cash", "fixed"]
 
 MIN_CORRELATION_EIGENVALUE: Final = 1e-8
 """Smallest eigenvalue of the correlation matrix below which the covariance counts as
@@ -176,8 +176,9 @@ def optimize_weights(
     exposure: float = 1.0,
     pair_caps: Sequence[tuple[str, str, float]] = (),
     previous_target: Mapping[str, float] | None = None,
+    fixed: Mapping[str, float] | None = None,
 ) -> OptimizationResult:
-    """Risk-parity target weights, constrained and filtered for today's trading.
+    """Risk-parity (or fixed) target weights, constrained and filtered for today's trading.
 
     Parameters
     ----------
@@ -205,6 +206,11 @@ def optimize_weights(
     previous_target:
         The last target (``target_weights`` of the previous call), for the ``previous``
         fallback; ``current`` is used when None.
+    fixed:
+        Relative weights (> 0) of a fixed-weight portfolio (``optimize.method: fixed``):
+        step 1 then takes ``fixed_i / sum_j fixed_j`` over the columns of ``returns``
+        instead of solving risk parity (method ``"fixed"``); steps 2 and 3 are unchanged.
+        E.g. ``{SPY: 0.6, TLT: 0.4}`` with a 1% cash buffer targets 59.4% / 39.6%.
 
     Returns
     -------
@@ -238,11 +244,14 @@ def optimize_weights(
         raise ValueError(f"max weights must lie in [0, 1], got {bad_caps}")
 
     window = _window(returns, config.lookback)
-    raw = _raw_weights(
-        window,
-        previous_target if previous_target is not None else held,
-        "previous target" if previous_target is not None else "current weights",
-    )
+    if fixed is not None:
+        raw = _fixed_weights(symbols, fixed)
+    else:
+        raw = _raw_weights(
+            window,
+            previous_target if previous_target is not None else held,
+            "previous target" if previous_target is not None else "current weights",
+        )
     target = constrain_weights(raw.weights, caps, config, exposure, pair_caps)
     trades = apply_trading_limits(target, held, nav, config, caps, pair_caps)
 
@@ -527,6 +536,17 @@ def _raw_weights(window: pd.DataFrame, previous: Mapping[str, float], source: st
         f"equal risk budget over {n} assets, {rows} rows (condition number {condition:.3g})",
         condition,
     )
+
+
+def _fixed_weights(symbols: list[str], fixed: Mapping[str, float]) -> _Raw:
+    """Step 1 of a fixed-weight portfolio: the configured mix renormalised over ``symbols``."""
+    chosen = {s: float(fixed[s]) for s in symbols if fixed.get(s, 0.0) > 0}
+    total = math.fsum(chosen.values())
+    if not chosen or total <= _EPS:
+        return _Raw({}, "cash", "no asset of the fixed mix is allowed: 100% cash")
+    weights = {s: w / total for s, w in chosen.items()}
+    mix = ", ".join(f"{s} {w:.1%}" for s, w in weights.items())
+    return _Raw(weights, "fixed", f"fixed mix over {len(weights)} assets: {mix}")
 
 
 class _SolveError(Exception):

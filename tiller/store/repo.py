@@ -49,6 +49,11 @@ POSITION_SNAPSHOTS: Table = models.PositionSnapshot.__table__  # type: ignore[at
 RECONCILIATIONS: Table = models.Reconciliation.__table__  # type: ignore[attr-defined]
 AUDIT_EVENTS: Table = models.AuditEvent.__table__  # type: ignore[attr-defined]
 REPORTS: Table = models.ReportRecord.__table__  # type: ignore[attr-defined]
+BACKTEST_RUNS: Table = models.BacktestRun.__table__  # type: ignore[attr-defined]
+BACKTEST_DAYS: Table = models.BacktestDay.__table__  # type: ignore[attr-defined]
+BACKTEST_TRADES: Table = models.BacktestTrade.__table__  # type: ignore[attr-defined]
+BACKTEST_EVENTS: Table = models.BacktestEvent.__table__  # type: ignore[attr-defined]
+STRESS_RESULTS: Table = models.StressResult.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 5_000
 

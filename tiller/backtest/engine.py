@@ -1,0 +1,585 @@
+"""The backtest: every session replayed through the daily flow's pure stage functions.
+
+Per session ``d`` (the XNYS sessions in ``[start, end]``, or every day for a 24/7-only
+universe), in the order a trading day happens:
+
+1. **fills** -- open orders fill on their fill sessions up to ``d``
+   (:func:`tiller.execution.fills.fill_on`, the paper broker's own fill model: next open or
+   the order day's close, slippage, commission, volume cap) and are booked with
+   :func:`tiller.execution.accounting.apply_fill`;
+2. **mark** -- the book is valued at the ``d`` closes
+   (:func:`~tiller.execution.accounting.snapshot`);
+3. **risk** -- :func:`tiller.risk.assess_risk` every session (drawdown ladder, stops,
+   correlation monitor, kill switch, re-entry), as the risk stage calls it;
+4. **decide** -- on a rebalance day (:func:`tiller.portfolio.cadence.is_rebalance_day`, or
+   when the risk level rises): :func:`~tiller.strategy.factors.factors_at`,
+   :func:`~tiller.strategy.regime.regime_at`, :func:`~tiller.strategy.signals.generate_signals`,
+   :func:`~tiller.portfolio.selection.investable` and
+   :func:`~tiller.portfolio.optimize.optimize_weights`; every session, risk's forced exits,
+   halvings and the L4 liquidation;
+5. **orders** -- :func:`~tiller.execution.orders.plan_orders` (or
+   :func:`~tiller.execution.orders.liquidation_orders` at L4) at the ``d`` closes; with
+   ``fill_price: close`` they fill at once, otherwise at the next session's open.
+
+What is computed once instead of per date, with identical values: the factor panel
+(every factor of a date only reads bars up to that date), the session returns and the
+price matrices.  No function sees a bar after ``d`` when deciding on ``d``: the panel
+and returns are cut at ``d``, and fills only use bars of their fill session.
+
+Differences from the paper flow, by design: the book used by risk on ``d`` already holds
+the fills made at ``d``'s open (the flow books them in its orders stage, after risk); on
+non-rebalance days risk reads the last rebalance day's signals; an L4 halt is confirmed
+by a simulated operator ``backtest.l4_confirm_after_sessions`` sessions later.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+import time
+import uuid
+from collections import defaultdict
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
+from dataclasses import dataclass, replace
+from datetime import UTC, date, datetime
+from typing import Any
+
+import numpy as np
+import pandas as pd
+
+from tiller.backtest.metrics import headline
+from tiller.backtest.result import DAILY_COLUMNS, EVENT_COLUMNS, TRADE_COLUMNS, BacktestResult
+from tiller.calendars import sessions as calendar_sessions
+from tiller.domain import RiskLevel, Signal
+from tiller.errors import TillerError
+from tiller.execution import costs
+from tiller.execution import fills as fill_model
+from tiller.execution.accounting import Fill, Portfolio, apply_fill, snapshot, update_peak
+from tiller.execution.broker import OrderRequest, OrderSide
+from tiller.execution.orders import liquidation_orders, plan_orders
+from tiller.portfolio.cadence import Cadence, is_rebalance_day
+from tiller.portfolio.optimize import CASH, optimize_weights
+from tiller.portfolio.returns import price_matrix, session_returns
+from tiller.portfolio.selection import investable
+from tiller.risk import (
+    PositionInfo,
+    RiskDecision,
+    RiskInputs,
+    RiskState,
+    assess_risk,
+    reset_after_confirmation,
+)
+from tiller.settings import Settings
+from tiller.strategy.factors import factor_panel, factors_at
+from tiller.strategy.regime import classify_regime, regime_at
+from tiller.strategy.signals import generate_signals
+
+
+class BacktestError(TillerError, ValueError):
+    """The backtest cannot run on the data given (the message says what to fix)."""
+
+
+@dataclass
+class _OpenOrder:
+    request: OrderRequest
+    order_day: date
+    daily_vol: float
+    filled: float = 0.0
+    processed: date | None = None
+
+    @property
+    def remaining(self) -> float:
+        return round(self.request.qty - self.filled, 10)
+
+
+class _Timer:
+    """Seconds per stage, accumulated."""
+
+    def __init__(self) -> None:
+        self.seconds: dict[str, float] = defaultdict(float)
+
+    @contextmanager
+    def __call__(self, stage: str) -> Iterator[None]:
+        began = time.perf_counter()
+        try:
+            yield
+        finally:
+            self.seconds[stage] += time.perf_counter() - began
+
+
+@dataclass(frozen=True)
+class MarketHistory:
+    """The inputs of a backtest, prepared once.
+
+    Attributes
+    ----------
+    bars:
+        Long daily bars of the universe (``symbol, date, open, high, low, close, adj_close,
+        volume``), warm-up history included.
+    vix:
+        Volatility-index bars (``date, close``).
+    """
+
+    bars: pd.DataFrame
+    vix: pd.DataFrame
+
+
+def warmup_sessions(settings: Settings) -> int:
+    """Sessions of history needed before the first decision: the longest factor window,
+    the covariance lookback and the correlation window, plus a margin of 5."""
+    factors = settings.strategy.factors
+    longest = max(
+        factors.momentum_long + 1,
+        max(factors.sma_windows),
+        max(factors.momentum_windows) + 1,
+        settings.optimize.lookback + 1,
+        settings.risk.correlation_window + 1,
+    )
+    return longest + 5
+
+
+def run_backtest(
+    settings: Settings,
+    market: MarketHistory,
+    start: date,
+    end: date,
+    *,
+    cadence: Cadence | None = None,
+    label: str = "backtest",
+    run_id: str | None = None,
+) -> BacktestResult:
+    """Replay ``[start, end]`` (see the module docstring) and return the record.
+
+    Parameters
+    ----------
+    settings:
+        Universe, strategy, risk, optimize, execution and backtest settings.
+    market:
+        Bars from before ``start`` (:func:`warmup_sessions`) to at least ``end``.
+    start, end:
+        The first and last dates replayed (non-sessions are skipped).
+    cadence:
+        Rebalance cadence; default ``settings.backtest.cadence``.
+    label:
+        Human name of the run.
+    run_id:
+        Identifier; default ``bt-<12 hex>``.
+
+    Raises
+    ------
+    BacktestError
+        ``start`` after ``end``, no bars for the universe, or no session in the range.
+    """
+    return _Replay(settings, market, start, end, cadence or settings.backtest.cadence).run(
+        label, run_id or f"bt-{uuid.uuid4().hex[:12]}"
+    )
+
+
+class _Replay:
+    def __init__(
+        self, settings: Settings, market: MarketHistory, start: date, end: date, cadence: Cadence
+    ):
+        if start > end:
+            raise BacktestError(f"start {start} is after end {end}: give --start before --end")
+        self.settings = settings
+        self.cadence = cadence
+        self.timer = _Timer()
+        bars = market.bars[market.bars["date"] <= pd.Timestamp(end)]
+        bars = bars[bars["symbol"].isin(settings.symbols)]
+        if bars.empty:
+            raise BacktestError(
+                f"no bars for the universe {', '.join(settings.symbols)} up to {end}; "
+                "check TILLER_DATA_SOURCES and the symbols' history"
+            )
+        self.symbols = [s for s in settings.symbols if s in set(bars["symbol"])]
+        self.calendars = {s: settings.calendar_of(s) for s in self.symbols}
+        with self.timer("factors"):
+            self.panel = factor_panel(bars, settings.strategy.factors, self.calendars)
+        with self.timer("prepare"):
+            self._prepare(bars, market.vix, start, end)
+
+    # ------------------------------------------------------------------ set-up
+    def _prepare(self, bars: pd.DataFrame, vix: pd.DataFrame, start: date, end: date) -> None:
+        wide = bars.pivot(index="date", columns="symbol", values=["open", "close", "volume"])
+        self.open = wide["open"].reindex(columns=self.symbols)
+        self.close = wide["close"].reindex(columns=self.symbols)
+        self.volume = wide["volume"].reindex(columns=self.symbols)
+        self.mark = self.close.ffill()  # last close on or before a date, per symbol
+        prices = price_matrix(bars).reindex(columns=self.symbols)
+        self.returns = session_returns(prices, self.calendars)
+        self.adjusted = prices  # for the 20-return volatility of the slippage
+        xnys = "XNYS" in set(self.calendars.values())
+        days = calendar_sessions("XNYS" if xnys else "24/7", start, end)
+        first_bar = self.close.index.min()
+        self.days = [d.date() for d in days if d >= first_bar]
+        if not self.days:
+            raise BacktestError(
+                f"no trading session between {start} and {end} with data; the bars start on "
+                f"{first_bar.date()}"
+            )
+        self.vix = vix[["date", "close"]].copy()
+        self.vix["date"] = pd.to_datetime(self.vix["date"])
+        self.vix = self.vix.sort_values("date").reset_index(drop=True)
+        self.vix_dates = self.vix["date"].to_numpy()
+        self.vix_close = self.vix["close"].to_numpy(dtype=float)
+        self.bar_dates = {
+            s: [d.date() for d in self.close.index[self.close[s].notna()]] for s in self.symbols
+        }
+
+    # ------------------------------------------------------------------- replay
+    def run(self, label: str, run_id: str) -> BacktestResult:
+        settings = self.settings
+        capital = settings.optimize.initial_capital
+        book = Portfolio.initial(capital)
+        state = RiskState()
+        previous_nav: float | None = None
+        previous_day: date | None = None
+        previous_level = RiskLevel.L0
+        signals: list[Signal] = []
+        targets: dict[str, float] = {}
+        open_orders: list[_OpenOrder] = []
+        daily_rows: list[dict[str, Any]] = []
+        weight_rows: list[dict[str, float]] = []
+        trades: list[dict[str, Any]] = []
+        events: list[dict[str, Any]] = []
+        fixed = settings.optimize.fixed_weights if settings.optimize.method == "fixed" else None
+        confirm_after = settings.backtest.l4_confirm_after_sessions
+        halted_days = 0
+        asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
+
+        for day in self.days:
+            traded: list[dict[str, Any]] = []
+            with self.timer("fills"):
+                book = self._fill(book, open_orders, day, traded)
+            with self.timer("mark"):
+                snap = snapshot(book, self._marks(book, day), day)
+                book = update_peak(book, snap)
+            if state.halted and confirm_after is not None:
+                halted_days += 1
+                if halted_days > confirm_after:
+                    state = reset_after_confirmation(state, day)
+                    halted_days = 0
+                    events.append(
+                        _event(day, "operator_reset", None, "simulated operator confirmation")
+                    )
+            with self.timer("risk"):
+                decision = self._risk(day, snap.nav, previous_nav, book, state, signals, targets)
+            state = decision.state
+            events.extend(_event(day, e.kind, e.symbol, e.reason) for e in decision.decisions)
+
+            rebalance = is_rebalance_day(day, previous_day, self.cadence) or (
+                decision.level > previous_level
+            )
+            requests: list[OrderRequest] = []
+            with self.timer("orders"):
+                if decision.orders_allowed and decision.halted:
+                    open_orders.clear()
+                    requests = liquidation_orders(
+                        day,
+                        book.quantities(),
+                        settings.execution.strategy_tag,
+                        asset_classes=asset_classes,
+                    )
+            if decision.orders_allowed and not decision.halted:
+                if rebalance:
+                    signals, targets = self._decide(day, snap.nav, book, decision, fixed)
+                    wanted: Mapping[str, float] = targets
+                elif decision.forced_exits or decision.halve:
+                    wanted = self._weights(book, day, snap.nav)
+                else:
+                    wanted = {}
+                if wanted or rebalance:
+                    with self.timer("orders"):
+                        open_orders.clear()  # day orders: what did not fill is not carried
+                        requests = self._plan(day, wanted, book, snap.nav, decision)
+            open_orders.extend(self._open(r, day) for r in requests)
+            if settings.execution.fill_price == "close" and open_orders:
+                with self.timer("fills"):
+                    book = self._fill(book, open_orders, day, traded)
+                    snap = snapshot(book, self._marks(book, day), day)
+                    book = update_peak(book, snap)
+            trades.extend(traded)
+            daily_rows.append(self._daily(day, snap, decision, traded, rebalance))
+            weight_rows.append(self._weights(book, day, snap.nav, with_cash=True))
+            previous_nav, previous_day, previous_level = snap.nav, day, decision.level
+        return self._result(run_id, label, daily_rows, weight_rows, trades, events)
+
+    # ------------------------------------------------------------------ stages
+    def _marks(self, book: Portfolio, day: date) -> dict[str, float]:
+        i = int(self.mark.index.searchsorted(pd.Timestamp(day), side="right")) - 1
+        if i < 0:
+            return {}
+        row = self.mark.iloc[i]
+        return {s: float(row[s]) for s in book.positions}
+
+    def _weights(
+        self, book: Portfolio, day: date, nav: float, with_cash: bool = False
+    ) -> dict[str, float]:
+        marks = self._marks(book, day)
+        weights = {s: p.qty * marks[s] / nav for s, p in book.positions.items()}
+        if with_cash:
+            weights[CASH] = book.cash / nav
+        return weights
+
+    def _returns_upto(self, day: date, rows: int, columns: list[str]) -> pd.DataFrame:
+        end = int(self.returns.index.searchsorted(pd.Timestamp(day), side="right"))
+        return self.returns.iloc[max(0, end - rows) : end][columns]
+
+    def _risk(
+        self,
+        day: date,
+        nav: float,
+        previous_nav: float | None,
+        book: Portfolio,
+        state: RiskState,
+        signals: list[Signal],
+        targets: Mapping[str, float],
+    ) -> RiskDecision:
+        config = self.settings.risk
+        returns = self._returns_upto(day, config.correlation_window, self.symbols)
+        held = [s for s in targets if s in returns.columns and s != CASH]
+        portfolio_returns = (
+            returns[held].mul(pd.Series({s: targets[s] for s in held})).sum(axis=1)
+            if held
+            else pd.Series(dtype=float)
+        )
+        marks = self._marks(book, day)
+        positions = {
+            s: PositionInfo(
+                qty=p.qty, entry_price=p.avg_cost, price=marks[s], weight=p.qty * marks[s] / nav
+            )
+            for s, p in book.positions.items()
+        }
+        inputs = RiskInputs(
+            as_of=day,
+            nav=nav,
+            previous_nav=previous_nav,
+            returns=returns,
+            portfolio_returns=portfolio_returns,
+            positions=positions,
+            signals=tuple(signals),
+            asset_classes={s: self.settings.asset(s).asset_class for s in self.symbols},
+        )
+        return assess_risk(inputs, state, config)
+
+    def _decide(
+        self,
+        day: date,
+        nav: float,
+        book: Portfolio,
+        decision: RiskDecision,
+        fixed: Mapping[str, float] | None,
+    ) -> tuple[list[Signal], dict[str, float]]:
+        settings = self.settings
+        with self.timer("signals"):
+            snapshot_ = factors_at(self.panel, day)
+            reading = regime_at(self.vix, day, settings.strategy.regime)
+            signals = generate_signals(snapshot_, reading, settings.strategy.signals)
+        with self.timer("optimize"):
+            current = self._weights(book, day, nav)
+            assets = investable(signals, decision, list(current), fixed)
+            returns = self._returns_upto(day, settings.optimize.lookback, assets)
+            result = optimize_weights(
+                returns.dropna(),
+                current,
+                nav,
+                {s: settings.asset(s).max_weight for s in assets},
+                settings.optimize,
+                exposure=decision.exposure_scale,
+                pair_caps=decision.pair_caps,
+                fixed=fixed,
+            )
+        return signals, result.weights
+
+    def _plan(
+        self,
+        day: date,
+        targets: Mapping[str, float],
+        book: Portfolio,
+        nav: float,
+        decision: RiskDecision,
+    ) -> list[OrderRequest]:
+        symbols = sorted(set(targets) | set(book.positions))
+        ts = pd.Timestamp(day)
+        prices = {}
+        for s in symbols:
+            if s in self.close.columns and ts in self.close.index:
+                price = self.close.at[ts, s]
+                if not pd.isna(price):
+                    prices[s] = float(price)
+        plan = plan_orders(
+            day,
+            targets,
+            book.quantities(),
+            prices,
+            nav=nav,
+            cash=book.cash,
+            buying_power=book.cash,
+            decision=decision,
+            assets=self.settings.assets,
+            config=self.settings.execution,
+        )
+        return plan.orders
+
+    def _open(self, request: OrderRequest, day: date) -> _OpenOrder:
+        history = self.adjusted[request.symbol].loc[: pd.Timestamp(day)].dropna()
+        return _OpenOrder(request, day, costs.daily_volatility(history.to_numpy(dtype=float)))
+
+    def _fill(
+        self,
+        book: Portfolio,
+        open_orders: list[_OpenOrder],
+        day: date,
+        traded: list[dict[str, Any]],
+    ) -> Portfolio:
+        """Fill the open orders on their sessions up to ``day``; sells first (their cash
+        funds the buys), a buy the cash cannot pay is cut to what it can."""
+        for order in sorted(open_orders, key=lambda o: o.request.side is OrderSide.BUY):
+            request = order.request
+            dates = self.bar_dates[request.symbol]
+            lo = bisect.bisect_right(dates, order.processed or order.order_day) - 1
+            candidates = [d for d in dates[max(lo, 0) :] if order.order_day <= d <= day]
+            for session in fill_model.fill_sessions(
+                candidates, order.order_day, order.processed, self.settings
+            ):
+                if order.remaining <= fill_model.EPSILON:
+                    break
+                ts = pd.Timestamp(session)
+                fill = fill_model.fill_on(
+                    request.symbol,
+                    request.side,
+                    session,
+                    float(self.open.at[ts, request.symbol]),
+                    float(self.close.at[ts, request.symbol]),
+                    float(self.volume.at[ts, request.symbol]),
+                    order.remaining,
+                    order.daily_vol,
+                    self.settings,
+                )
+                order.processed = session
+                if fill is None:
+                    continue
+                if request.side is OrderSide.BUY:
+                    fill = _affordable(fill, book.cash, request.symbol, self.settings)
+                    if fill is None:
+                        order.filled = request.qty  # nothing affordable: the order ends
+                        break
+                book = apply_fill(
+                    book,
+                    Fill(
+                        request.client_order_id,
+                        request.symbol,
+                        request.side,
+                        fill.qty,
+                        fill.price,
+                        fill.commission,
+                        datetime.combine(session, datetime.min.time(), tzinfo=UTC),
+                    ),
+                )
+                order.filled += fill.qty
+                traded.append(
+                    {
+                        "date": session,
+                        "order_date": order.order_day,
+                        "symbol": request.symbol,
+                        "side": request.side.value,
+                        "qty": fill.qty,
+                        "price": fill.price,
+                        "reference_price": fill.reference,
+                        "notional": fill.qty * fill.price,
+                        "commission": fill.commission,
+                        "slippage": abs(fill.price - fill.reference) * fill.qty,
+                        "client_order_id": request.client_order_id,
+                    }
+                )
+        open_orders[:] = [o for o in open_orders if o.remaining > fill_model.EPSILON]
+        return book
+
+    # ------------------------------------------------------------------ record
+    def _daily(
+        self,
+        day: date,
+        snap: Any,
+        decision: RiskDecision,
+        traded: list[dict[str, Any]],
+        rebalance: bool,
+    ) -> dict[str, Any]:
+        notional = math.fsum(t["notional"] for t in traded)
+        i = int(np.searchsorted(self.vix_dates, np.datetime64(day), side="right")) - 1
+        regime = (
+            classify_regime(float(self.vix_close[i]), self.settings.strategy.regime).value
+            if i >= 0
+            else ""
+        )
+        return {
+            "date": day,
+            "nav": snap.nav,
+            "cash": snap.cash,
+            "long_value": snap.positions_value,
+            "exposure": snap.positions_value / snap.nav if snap.nav else 0.0,
+            "peak_nav": snap.peak_nav,
+            "drawdown": snap.drawdown,
+            "level": int(decision.level),
+            "regime": regime,
+            "traded": notional,
+            "turnover": notional / snap.nav if snap.nav else 0.0,
+            "commission": math.fsum(t["commission"] for t in traded),
+            "slippage": math.fsum(t["slippage"] for t in traded),
+            "rebalanced": rebalance,
+        }
+
+    def _result(
+        self,
+        run_id: str,
+        label: str,
+        daily_rows: list[dict[str, Any]],
+        weight_rows: list[dict[str, float]],
+        trades: list[dict[str, Any]],
+        events: list[dict[str, Any]],
+    ) -> BacktestResult:
+        daily = pd.DataFrame(daily_rows).set_index("date")[list(DAILY_COLUMNS)]
+        weights = pd.DataFrame(weight_rows, index=daily.index).fillna(0.0)
+        trade_frame = pd.DataFrame(trades, columns=list(TRADE_COLUMNS))
+        event_frame = pd.DataFrame(events, columns=list(EVENT_COLUMNS))
+        settings = self.settings
+        return BacktestResult(
+            run_id=run_id,
+            label=label,
+            start=self.days[0],
+            end=self.days[-1],
+            cadence=self.cadence,
+            initial_capital=settings.optimize.initial_capital,
+            daily=daily,
+            weights=weights,
+            trades=trade_frame,
+            risk_events=event_frame,
+            metrics=headline(daily, trade_frame, settings.optimize.initial_capital),
+            timings=dict(self.timer.seconds),
+            config={
+                "universe": self.symbols,
+                "cadence": self.cadence,
+                "method": settings.optimize.method,
+                "fill_price": settings.execution.fill_price,
+                "initial_capital": settings.optimize.initial_capital,
+            },
+        )
+
+
+def _affordable(
+    fill: fill_model.Fill, cash: float, symbol: str, settings: Settings
+) -> fill_model.Fill | None:
+    """The part of a buy that ``cash`` pays for, commission included (lot-rounded down)."""
+    if fill.qty * fill.price + fill.commission <= cash + 1e-6:
+        return fill
+    rate = settings.costs[settings.asset(symbol).cost_class].commission
+    unit = fill_model.lot(symbol, settings)
+    qty = max(cash, 0.0) / (fill.price * (1.0 + rate))
+    qty = math.floor(qty / unit + fill_model.EPSILON) * unit if unit > 0 else qty
+    if qty <= fill_model.EPSILON:
+        return None
+    return replace(fill, qty=qty, commission=costs.commission(qty * fill.price, rate))
+
+
+def _event(day: date, kind: str, symbol: str | None, reason: str) -> dict[str, Any]:
+    return {"date": day, "kind": kind, "symbol": symbol, "reason": reason}
