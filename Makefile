@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell uv --version >/dev/null 2>&1 && command -v uv || echo $(HOME)/.local/bin/uv)
 SYNCED := .venv/.synced
 
-.PHONY: demo test test-fast lint bench schema serve clean
+.PHONY: demo test test-fast lint bench notebooks schema serve clean
 
 $(HOME)/.local/bin/uv:
 	python3 -m pip install --user --quiet uv
@@ -34,6 +34,11 @@ bench: $(SYNCED)
 	$(UV) run --frozen python tests/benchmarks/bench_foundation.py
 	$(UV) run --frozen python tests/benchmarks/bench_strategy.py
 	$(UV) run --frozen python tests/benchmarks/bench_execution.py
+	$(UV) run --frozen python tests/benchmarks/bench_backtest.py
+
+## notebooks: execute the research notebooks (offline, on ../shared/data/market; ~4 minutes)
+notebooks: $(SYNCED)
+	$(UV) run --frozen pytest --nbmake notebooks/ -p no:cacheprovider
 
 ## schema: regenerate sql/schema*.sql from the models
 schema: $(SYNCED)

@@ -46,6 +46,7 @@ class BacktestDay(SQLModel, table=True):
     commission: float
     slippage: float
     rebalanced: bool
+    dividends: float
     weights: str = Field(sa_column=Column(Text, nullable=False))  # JSON {symbol: weight}
 
 

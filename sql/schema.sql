@@ -172,6 +172,7 @@ CREATE TABLE backtest_days (
 	commission FLOAT NOT NULL, 
 	slippage FLOAT NOT NULL, 
 	rebalanced BOOLEAN NOT NULL, 
+	dividends FLOAT NOT NULL, 
 	weights TEXT NOT NULL, 
 	PRIMARY KEY (run_id, as_of), 
 	FOREIGN KEY(run_id) REFERENCES backtest_runs (run_id)

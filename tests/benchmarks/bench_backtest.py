@@ -44,7 +44,7 @@ What is printed
     Wall time of the child process measured by this one (``time.perf_counter``
     around spawn and ``os.wait4``) and its peak RSS (``ru_maxrss`` from
     ``wait4``, which also counts the descendants the child waited for).
-``python start + exit``
+``python start + shutdown``
     The whole-process wall time minus the child's own clock (which starts at
     the top of the script, before any import but ``time``).
 ``imports``
@@ -115,6 +115,8 @@ EQUITY_SPEC = {
     "cost_class": "etf",
 }
 QUICK = (date(2019, 1, 1), date(2020, 12, 31))
+# Bytecode of the children (``--pycache cached``): kept between runs, outside the repo and .venv.
+PYCACHE_DIR = Path(tempfile.gettempdir()) / "tiller-bench-pycache"
 FLOW_RUNS = ("2023-12-29", "2024-01-02")  # first run (ingest from history start), next session
 FLOW_UNIVERSE = "extended"
 FLOW_HISTORY_START = "2022-01-03"
@@ -202,6 +204,11 @@ def equity_settings(symbols: list[str]) -> Any:
 def child(case: Case) -> int:
     """Run one case in this (fresh) process and print its breakdown as a JSON line."""
     report: dict[str, Any] = {"case": case.key, "start": str(case.start), "end": str(case.end)}
+    report["bytecode"] = (
+        f"cache prefix {sys.pycache_prefix}"
+        if sys.pycache_prefix
+        else ("not written" if sys.dont_write_bytecode else "__pycache__")
+    )
     began = time.perf_counter()
     import numpy  # noqa: F401
     import pandas as pd
@@ -320,9 +327,18 @@ class Measured:
         return None
 
 
-def clean_env(**extra: str) -> dict[str, str]:
-    """The caller's environment without ``TILLER_*`` / ``PREFECT_*``, plus quiet defaults."""
+CACHED = True  # --pycache cached (default) or env; set by main()
+
+
+def clean_env(cached: bool | None = None, **extra: str) -> dict[str, str]:
+    """The caller's environment without ``TILLER_*`` / ``PREFECT_*``, plus quiet defaults.
+
+    ``cached`` (default: the ``--pycache`` mode) lets the child write and read bytecode in
+    :data:`PYCACHE_DIR` (``PYTHONPYCACHEPREFIX``, ``PYTHONDONTWRITEBYTECODE`` dropped)."""
     env = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
+    if CACHED if cached is None else cached:
+        env.pop("PYTHONDONTWRITEBYTECODE", None)
+        env["PYTHONPYCACHEPREFIX"] = str(PYCACHE_DIR)
     env.update(
         GX_ANALYTICS_ENABLED="false",
         PREFECT_SERVER_ANALYTICS_ENABLED="false",
@@ -372,24 +388,29 @@ IMPORT_PROBES: tuple[tuple[str, str, str], ...] = (
 )
 
 
-def import_costs(runs: int) -> list[tuple[str, float, float]]:
-    """Each probe in ``runs`` fresh processes: (label, best in-process import s, best wall s)."""
+def probe(label: str, code: str, cached: bool) -> tuple[float, float] | None:
+    """One import probe in a new process: (in-process import s, process wall s)."""
+    done = measure([sys.executable, "-c", code], clean_env(cached))
+    if done.code != 0:
+        print(f"  {label}: failed (exit {done.code}): {done.stderr.strip()[-500:]}")
+        return None
+    return float(done.stdout.split()[-1]), done.wall
+
+
+def import_costs(runs: int) -> list[tuple[str, tuple[float, float] | None, tuple[float, float]]]:
+    """Each probe once with the caller's bytecode setting and, after a warm-up process, the best
+    of ``runs`` with cached bytecode: (label, caller env, cached), each (import s, wall s)."""
     rows = []
     for label, setup, statement in IMPORT_PROBES:
         code = (
             f"{setup}\nimport time\nt = time.perf_counter()\n{statement or 'pass'}\n"
             "print(time.perf_counter() - t)"
         )
-        inside, walls = [], []
-        for _ in range(max(runs, 1)):
-            done = measure([sys.executable, "-c", code], clean_env())
-            if done.code != 0:
-                print(f"  {label}: failed (exit {done.code}): {done.stderr.strip()[-500:]}")
-                break
-            inside.append(float(done.stdout.split()[-1]))
-            walls.append(done.wall)
-        if inside:
-            rows.append((label, min(inside), min(walls)))
+        as_is = probe(label, code, cached=False)
+        warm = [probe(label, code, cached=True) for _ in range(max(runs, 1) + 1)][1:]
+        done = [w for w in warm if w is not None]
+        if done:
+            rows.append((label, as_is, (min(w[0] for w in done), min(w[1] for w in done))))
     return rows
 
 
@@ -422,7 +443,9 @@ def print_case(case: Case, done: Measured, report: dict[str, Any] | None) -> Non
         )
     )
     print(
-        line.format("  python start + exit (wall - child clock)", done.wall - report["total"], "")
+        line.format(
+            "  python start + shutdown (wall - child clock)", done.wall - report["total"], ""
+        )
     )
     print(
         line.format(
@@ -586,8 +609,22 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--quick", action="store_true", help="2019-2020 windows (smoke run)")
     parser.add_argument("--years", type=int, help="replay only the last N years of (a)-(c)")
     parser.add_argument("--import-runs", type=int, default=2, help="processes per import probe")
+    parser.add_argument(
+        "--pycache",
+        choices=["cached", "env"],
+        default="cached",
+        help="cached (default): children keep bytecode in a private cache folder, like the "
+        "Docker image's precompiled .venv; env: the caller's setting as is",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    global CACHED
+    CACHED = args.pycache == "cached"
+    mode_text = (
+        f"cached in {PYCACHE_DIR} (PYTHONPYCACHEPREFIX)"
+        if CACHED
+        else "as the caller's environment sets it"
+    )
 
     if args.child:
         return child(window(CASES[args.case], args.quick, args.years))
@@ -599,10 +636,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"data {SHARED_DATA}{'  --quick' if args.quick else ''}"
     )
     print(RULE)
-    print("Import costs, each in its own process (best of {}):".format(max(args.import_runs, 1)))
-    print(f"  {'modules':<44} {'import s':>9} {'process wall s':>15}")
-    for label, inside, wall in import_costs(args.import_runs):
-        print(f"  {label:<44} {inside:9.3f} {wall:15.3f}")
+    print(
+        "Import costs, each in its own process: once as the caller's environment is "
+        f"(PYTHONDONTWRITEBYTECODE={os.environ.get('PYTHONDONTWRITEBYTECODE', '')!r}),"
+    )
+    print(f"and the best of {max(args.import_runs, 1)} with cached bytecode (after a warm-up):")
+    head = f"{'caller env: import s':>21} {'wall s':>7} {'cached: import s':>17} {'wall s':>7}"
+    print(f"  {'modules':<44} {head}")
+    for label, as_is, cached in import_costs(args.import_runs):
+        first = f"{as_is[0]:21.3f} {as_is[1]:7.3f}" if as_is else f"{'failed':>21} {'':>7}"
+        print(f"  {label:<44} {first} {cached[0]:17.3f} {cached[1]:7.3f}")
+    print(f"Cases run with bytecode {mode_text}.")
 
     cases: list[tuple[Case, Measured, dict[str, Any] | None]] = []
     for key in keys:

@@ -55,12 +55,20 @@ from tiller.domain import RiskLevel, Signal
 from tiller.errors import TillerError
 from tiller.execution import costs
 from tiller.execution import fills as fill_model
-from tiller.execution.accounting import Fill, Portfolio, apply_fill, snapshot, update_peak
+from tiller.execution.accounting import (
+    Fill,
+    Portfolio,
+    apply_dividend,
+    apply_fill,
+    snapshot,
+    update_peak,
+)
 from tiller.execution.broker import OrderRequest, OrderSide
+from tiller.execution.dividends import implied_dividends
 from tiller.execution.orders import liquidation_orders, plan_orders
 from tiller.portfolio.cadence import Cadence, is_rebalance_day
 from tiller.portfolio.optimize import CASH, optimize_weights
-from tiller.portfolio.returns import price_matrix, session_returns
+from tiller.portfolio.returns import price_matrix, session_returns, wide_adjusted
 from tiller.portfolio.selection import investable
 from tiller.risk import (
     PositionInfo,
@@ -206,6 +214,8 @@ class _Replay:
         self.close = wide["close"].reindex(columns=self.symbols)
         self.volume = wide["volume"].reindex(columns=self.symbols)
         self.mark = self.close.ffill()  # last close on or before a date, per symbol
+        adjusted = wide_adjusted(bars).reindex(index=self.close.index, columns=self.symbols)
+        self.dividends = implied_dividends(self.close, adjusted)
         prices = price_matrix(bars).reindex(columns=self.symbols)
         self.returns = session_returns(prices, self.calendars)
         self.adjusted = prices  # for the 20-return volatility of the slippage
@@ -251,6 +261,7 @@ class _Replay:
         for day in self.days:
             traded: list[dict[str, Any]] = []
             with self.timer("fills"):
+                book, paid = self._pay_dividends(book, previous_day, day)
                 book = self._fill(book, open_orders, day, traded)
             with self.timer("mark"):
                 snap = snapshot(book, self._marks(book, day), day)
@@ -300,12 +311,30 @@ class _Replay:
                     snap = snapshot(book, self._marks(book, day), day)
                     book = update_peak(book, snap)
             trades.extend(traded)
-            daily_rows.append(self._daily(day, snap, decision, traded, rebalance))
+            daily_rows.append(self._daily(day, snap, decision, traded, rebalance, paid))
             weight_rows.append(self._weights(book, day, snap.nav, with_cash=True))
             previous_nav, previous_day, previous_level = snap.nav, day, decision.level
         return self._result(run_id, label, daily_rows, weight_rows, trades, events)
 
     # ------------------------------------------------------------------ stages
+    def _pay_dividends(
+        self, book: Portfolio, previous: date | None, day: date
+    ) -> tuple[Portfolio, float]:
+        """Credit the cash dividends of the ex-dates after ``previous`` up to ``day`` on the
+        positions held at the open (a holder before the ex-date is paid)."""
+        if not book.positions or previous is None:
+            return book, 0.0
+        index = self.dividends.index
+        lo = int(index.searchsorted(pd.Timestamp(previous), side="right"))
+        hi = int(index.searchsorted(pd.Timestamp(day), side="right"))
+        window = self.dividends.iloc[lo:hi]
+        before = book.cash
+        for symbol in list(book.positions):
+            for per_share in window[symbol].to_numpy():
+                if per_share > 0:
+                    book = apply_dividend(book, symbol, float(per_share))
+        return book, book.cash - before
+
     def _marks(self, book: Portfolio, day: date) -> dict[str, float]:
         i = int(self.mark.index.searchsorted(pd.Timestamp(day), side="right")) - 1
         if i < 0:
@@ -504,6 +533,7 @@ class _Replay:
         decision: RiskDecision,
         traded: list[dict[str, Any]],
         rebalance: bool,
+        dividends: float,
     ) -> dict[str, Any]:
         notional = math.fsum(t["notional"] for t in traded)
         i = int(np.searchsorted(self.vix_dates, np.datetime64(day), side="right")) - 1
@@ -527,6 +557,7 @@ class _Replay:
             "commission": math.fsum(t["commission"] for t in traded),
             "slippage": math.fsum(t["slippage"] for t in traded),
             "rebalanced": rebalance,
+            "dividends": dividends,
         }
 
     def _result(

@@ -8,7 +8,7 @@ Returns are daily simple NAV returns; annualised with 252 sessions a year.
   sqrt(252) (risk-free 0); ``sortino`` = 252 x mean / (sqrt(mean(min(r, 0)^2)) x sqrt(252));
   ``max_drawdown`` = max over time of ``1 - nav / running peak``;
 * ``turnover`` = annual one-way turnover, ``sum(traded USD) / mean(nav) / years``;
-* ``costs`` = commission + slippage (USD).
+* ``costs`` = commission + slippage (USD); ``dividends`` = cash dividends received (USD).
 
 The ratios follow empyrical's definitions (the daily report's :mod:`tiller.reporting.metrics`;
 a test checks they agree), computed with numpy here because importing empyrical costs
@@ -70,6 +70,7 @@ def headline(daily: pd.DataFrame, trades: pd.DataFrame, initial_capital: float) 
         "costs": round(commission + slippage, 2),
         "commission": round(commission, 2),
         "slippage": round(slippage, 2),
+        "dividends": round(float(daily["dividends"].sum()), 2) if "dividends" in daily else 0.0,
         "max_level": int(daily["level"].max()),
         "l4_triggered": bool((daily["level"] >= 4).any()),
         "sessions": len(daily),

@@ -27,6 +27,7 @@ DAILY_COLUMNS = (
     "commission",  # USD paid that day
     "slippage",  # USD cost of slippage that day (sum of |fill - reference| x qty)
     "rebalanced",  # True when targets were (re)computed that day
+    "dividends",  # USD of cash dividends credited that day
 )
 """Columns of :attr:`BacktestResult.daily` (index: session date, ascending)."""
 

@@ -222,6 +222,25 @@ def apply_fill(portfolio: Portfolio, fill: Fill) -> Portfolio:
     )
 
 
+def apply_dividend(portfolio: Portfolio, symbol: str, per_share: float) -> Portfolio:
+    """The portfolio after a cash dividend of ``per_share`` USD on its ``symbol`` holding.
+
+    ``cash += round(qty * per_share)`` and ``realized_pnl +=`` the same amount, so both
+    invariants of the module docstring still hold.  Worked example: 150 SPY, $1.5725 a
+    share -> ``150 * 1.5725 = 235.875`` -> $235.88 to cash and realized P&L.  Nothing
+    happens when the symbol is not held.
+    """
+    held = portfolio.positions.get(symbol)
+    if held is None or not (math.isfinite(per_share) and per_share > 0):
+        return portfolio
+    amount = _cents(held.qty * per_share)
+    return replace(
+        portfolio,
+        cash=_usd(_cents(portfolio.cash) + amount),
+        realized_pnl=_usd(_cents(portfolio.realized_pnl) + amount),
+    )
+
+
 def apply_fills(portfolio: Portfolio, fills: Iterable[Fill]) -> Portfolio:
     """:func:`apply_fill` over ``fills`` in order."""
     for fill in fills:

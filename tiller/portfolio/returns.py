@@ -21,6 +21,11 @@ def price_matrix(bars: pd.DataFrame) -> pd.DataFrame:
     return priced.pivot(index="date", columns="symbol", values="price").sort_index()
 
 
+def wide_adjusted(bars: pd.DataFrame) -> pd.DataFrame:
+    """Wide ``adj_close`` (NaN where the data has none)."""
+    return bars.pivot(index="date", columns="symbol", values="adj_close").sort_index()
+
+
 def session_returns(prices: pd.DataFrame, calendars: Mapping[str, str]) -> pd.DataFrame:
     """Daily simple returns (fractions) of wide ``prices`` on exchange sessions.
 

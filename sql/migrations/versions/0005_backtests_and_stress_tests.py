@@ -2,7 +2,7 @@
 
 Revision ID: 0005
 Revises: 0004
-Create Date: 2026-11-22 18:45:27.241809
+Create Date: 2026-11-22 18:49:16.564328
 """
 
 from __future__ import annotations
@@ -54,6 +54,7 @@ def upgrade() -> None:
         sa.Column("commission", sa.Float(), nullable=False),
         sa.Column("slippage", sa.Float(), nullable=False),
         sa.Column("rebalanced", sa.Boolean(), nullable=False),
+        sa.Column("dividends", sa.Float(), nullable=False),
         sa.Column("weights", sa.Text(), nullable=False),
         sa.ForeignKeyConstraint(
             ["run_id"],
