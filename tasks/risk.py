@@ -17,6 +17,7 @@ from tasks.context import RunContext
 from tiller.domain import Signal
 from tiller.portfolio.returns import price_matrix, session_returns
 from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
+from tiller.risk.reentry import target_portfolio_returns
 from tiller.settings import Settings
 from tiller.store.repo import (
     CHECKPOINTS,
@@ -122,10 +123,7 @@ def risk_stage(ctx: RunContext, signals: Sequence[Signal]) -> StageOutcome:
     portfolio = current_portfolio(ctx)
     returns = daily_returns(ctx, settings.symbols, config.correlation_window)
     targets = _previous_targets(ctx)
-    held = [s for s in targets if s in returns.columns]
-    portfolio_returns = (
-        returns[held].mul(pd.Series(targets)[held]).sum(axis=1) if held else pd.Series()
-    )
+    portfolio_returns = target_portfolio_returns(returns, targets)
     stored = ctx.store.load_risk_state(PORTFOLIO)
     state = RiskState.from_dict(stored) if stored else RiskState()
     inputs = RiskInputs(

@@ -546,6 +546,26 @@ def test_dates_must_not_go_backwards() -> None:
 # --- real data: the 2008 drawdown ---------------------------------------------------------
 
 
+def test_sold_out_at_a_sell_only_level_rebases_and_reenters() -> None:
+    # Day 1: L2 (drawdown 9%) with a position: sell-only, no rebase.
+    held = assess_risk(
+        _inputs(91_000, positions={"SPY": _position()}), _state(level=RiskLevel.L2), CONFIG
+    )
+    assert held.level == RiskLevel.L2 and held.reentry_phase is None
+    # Day 2: still 9% down but everything sold: cash cannot recover, so the peak is
+    # rebased to 91,000 and re-entry waits (exposure 0), the level back to L0.
+    flat = assess_risk(_inputs(91_000), _state(level=RiskLevel.L2), CONFIG)
+    assert flat.peak_nav == 91_000 and flat.drawdown == 0
+    assert flat.level == RiskLevel.L0 and flat.reentry_phase == "waiting"
+    assert flat.exposure_scale == 0 and not flat.buy_allowed
+    rebase = [e for e in flat.decisions if e.kind == "rebase"]
+    assert rebase and "91,000.00" in rebase[0].reason and "9.00%" in rebase[0].reason
+    # The first day a level is reached does not rebase, even when flat (nothing to sell
+    # yet is not "sold out").
+    first = assess_risk(_inputs(91_000), _state(level=RiskLevel.L1), CONFIG)
+    assert first.level == RiskLevel.L2 and first.reentry_phase is None
+
+
 def test_2008_drawdown_climbs_the_ladder_halts_and_reenters() -> None:
     bars = CsvProvider(MARKET).fetch(
         SeriesRequest("SPY", SeriesKind.BAR, date(2007, 10, 1), date(2010, 12, 31))
@@ -582,6 +602,7 @@ def test_2008_drawdown_climbs_the_ladder_halts_and_reenters() -> None:
                 nav=nav,
                 previous_nav=previous,
                 portfolio_returns=returns.iloc[max(0, i - 24) : i + 1],
+                positions={"SPY": _position()} if invested > 0 else {},
                 asset_classes={"SPY": "equity"},
             ),
             state,

@@ -278,6 +278,8 @@ class OptimizeConfig(_Frozen):
 
     lookback: int = Field(252, ge=20)
     method: Literal["risk_parity", "fixed"] = "risk_parity"
+    # riskfolio: riskfolio-lib's conic solve; newton: the same point by Newton's method
+    solver: Literal["riskfolio", "newton"] = "riskfolio"
     fixed_weights: dict[str, float] = Field(default_factory=dict)
     cash_buffer: float = Field(0.05, ge=0, lt=1)
     max_gross_leverage: float = Field(1.0, gt=0)

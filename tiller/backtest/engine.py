@@ -78,6 +78,7 @@ from tiller.risk import (
     assess_risk,
     reset_after_confirmation,
 )
+from tiller.risk.reentry import target_portfolio_returns
 from tiller.settings import Settings
 from tiller.strategy.factors import factor_panel, factors_at
 from tiller.strategy.regime import classify_regime, regime_at
@@ -367,12 +368,7 @@ class _Replay:
     ) -> RiskDecision:
         config = self.settings.risk
         returns = self._returns_upto(day, config.correlation_window, self.symbols)
-        held = [s for s in targets if s in returns.columns and s != CASH]
-        portfolio_returns = (
-            returns[held].mul(pd.Series({s: targets[s] for s in held})).sum(axis=1)
-            if held
-            else pd.Series(dtype=float)
-        )
+        portfolio_returns = target_portfolio_returns(returns, targets)
         marks = self._marks(book, day)
         positions = {
             s: PositionInfo(

@@ -14,6 +14,11 @@ the new state; the caller persists both.  In order:
    state stays at L4 with zero exposure and no buying until
    :func:`~tiller.risk.reentry.reset_after_confirmation`.  After the reset the
    re-entry phase (:mod:`tiller.risk.reentry`) waits for calm, then ramps up.
+   **Flat at a sell-only level**: still at L2 or L3 the day after reaching it, with
+   nothing held any more, a book in cash can never earn back its drawdown, so it would
+   stay sell-only for ever; instead the peak is rebased to today's NAV and the same
+   re-entry phase starts (wait for 5 calm days, then 25% of target, +25% a week) --
+   automatically, as these levels need no person.
 5. **Stops** from entry (:mod:`tiller.risk.stops`): 12% halve, 18% exit.
 6. **What is allowed** (levels are cumulative):
 
@@ -41,7 +46,7 @@ numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import date
 from typing import Any
 
@@ -335,6 +340,37 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
     # Level, halt and re-entry.
     ladder = drawdown_level(drawdown, config)
     level = max(ladder, corr.level_floor)
+    if (
+        new_day
+        and not held
+        and not state.halted
+        and state.reentry_phase is None
+        and state.level >= RiskLevel.L2  # sell-only since an earlier day, and sold out
+        and RiskLevel.L2 <= ladder < RiskLevel.L4
+    ):
+        events.append(
+            RiskEvent(
+                "rebase",
+                None,
+                f"{ladder.name} is sell-only and nothing is held: NAV {nav:,.2f} in cash "
+                f"cannot recover the {drawdown:.2%} drawdown from peak {peak:,.2f}; the peak "
+                f"is rebased to {nav:,.2f} and re-entry waits for "
+                f"{config.reentry_low_vol_days} low-volatility days, then ramps from "
+                f"{config.reentry_initial_fraction:.0%}",
+            )
+        )
+        peak, drawdown = nav, 0.0
+        ladder = drawdown_level(drawdown, config)
+        level = max(ladder, corr.level_floor)
+        state = replace(
+            state,
+            peak_nav=nav,
+            reentry_phase="waiting",
+            low_vol_days=0,
+            ramp_fraction=0.0,
+            ramp_started=None,
+            reset_on=as_of,
+        )
     halted, halted_since = state.halted, state.halted_since
     if level >= RiskLevel.L4 and not halted:
         halted, halted_since = True, as_of
@@ -386,7 +422,7 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
         not_allowed = f"halted after L4 since {halted_since}: liquidate"
     elif waiting:
         allowed = []
-        not_allowed = "waiting to re-enter after the L4 reset: nothing is held yet"
+        not_allowed = "waiting to re-enter (after an L4 reset or a rebase): nothing is held yet"
     elif level >= RiskLevel.L3:
         allowed = [s for s in universe if s in havens and s not in crypto]
         not_allowed = f"L3: only safe havens ({', '.join(config.safe_havens)}) may be held"

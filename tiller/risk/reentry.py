@@ -28,6 +28,7 @@ target weights) as ``portfolio_returns``.
 from __future__ import annotations
 
 import math
+from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
@@ -41,6 +42,19 @@ VOL_WINDOW = 20
 """Daily portfolio returns in the re-entry volatility estimate."""
 PERIODS_PER_YEAR = 252
 """Annualisation factor (trading days) of the re-entry volatility."""
+
+
+def target_portfolio_returns(returns: pd.DataFrame, targets: Mapping[str, float]) -> pd.Series:
+    """Daily returns of the portfolio the book would hold: ``sum_i w_i r_i`` over the
+    target weights (``CASH`` and assets without returns left out); with no such target
+    (e.g. the last target was all cash), the equal-weighted universe stands in, so that
+    re-entry can still measure the market's calm."""
+    weights = {s: float(w) for s, w in targets.items() if s in returns.columns and w > 0}
+    if not weights:
+        if returns.empty:
+            return pd.Series(dtype=float)
+        weights = dict.fromkeys(returns.columns, 1.0 / len(returns.columns))
+    return returns[list(weights)].mul(pd.Series(weights)).sum(axis=1, min_count=1)
 
 
 def annualised_volatility(
