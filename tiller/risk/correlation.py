@@ -23,6 +23,7 @@ from collections.abc import Iterable
 from dataclasses import dataclass, field
 from itertools import combinations
 
+import numpy as np
 import pandas as pd
 
 from tiller.domain import RiskLevel
@@ -85,8 +86,10 @@ def correlation_report(
     matrix = frame.corr(min_periods=max(10, window // 2)) if present else pd.DataFrame()
     pairs: list[Pair] = []
     missing_pair = False
+    values = matrix.to_numpy(dtype=float) if present else np.empty((0, 0))
+    position = {symbol: i for i, symbol in enumerate(matrix.columns)}
     for a, b in combinations(present, 2):
-        rho = float(matrix.loc[a, b])
+        rho = float(values[position[a], position[b]])
         if math.isfinite(rho):
             pairs.append((a, b, rho))
         else:

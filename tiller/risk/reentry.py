@@ -32,6 +32,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass, replace
 from datetime import date
 
+import numpy as np
 import pandas as pd
 
 from tiller.domain import RiskLevel
@@ -54,7 +55,10 @@ def target_portfolio_returns(returns: pd.DataFrame, targets: Mapping[str, float]
         if returns.empty:
             return pd.Series(dtype=float)
         weights = dict.fromkeys(returns.columns, 1.0 / len(returns.columns))
-    return returns[list(weights)].mul(pd.Series(weights)).sum(axis=1, min_count=1)
+    block = returns[list(weights)].to_numpy(dtype=float)
+    combined = np.nansum(block * np.array(list(weights.values())), axis=1)
+    combined[np.isnan(block).all(axis=1)] = np.nan
+    return pd.Series(combined, index=returns.index)
 
 
 def annualised_volatility(
