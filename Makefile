@@ -19,6 +19,7 @@ demo: $(SYNCED)
 ## test: lint, type-check, and the whole test suite (PostgreSQL too when TILLER_TEST_DATABASE_URL is set)
 test: $(SYNCED) lint
 	$(UV) run --frozen pytest
+	$(UV) run --frozen pytest --nbmake notebooks/ -p no:cacheprovider
 
 ## test-fast: the suite without the tests that start real servers
 test-fast: $(SYNCED)

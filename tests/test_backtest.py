@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping, Sequence
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -26,8 +27,8 @@ ETFS = "GLD,SPY,QQQ,TLT,XLE,EFA"
 
 
 def synthetic_market(
-    closes: dict[str, list[float]],
-    opens: dict[str, list[float]] | None = None,
+    closes: Mapping[str, Sequence[float]],
+    opens: Mapping[str, Sequence[float]] | None = None,
     first: date = date(2024, 1, 2),
     vix: float = 15.0,
 ) -> MarketHistory:

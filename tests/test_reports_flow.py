@@ -74,6 +74,12 @@ def test_daily_reports_weekly_review_and_summaries(
     gates = {g["name"] for g in review["go_no_go"]["gates"]}
     assert len(gates) == 7
     assert review["stress_tests"]["notes"]  # "no stress test has been run yet"
+    # paper vs a daily-cadence backtest over the same three sessions on the same bars
+    deviation = review["deviation"]
+    assert deviation["available"], deviation
+    assert deviation["return"]["paper"] == pytest.approx(summary["nav"] / 100_000 - 1)
+    assert deviation["return"]["backtest"] is not None
+    assert deviation["drawdown"]["flagged"] in (True, False)
 
     posts = [r for r in hook.requests if r.method == "POST"]
     assert len(posts) == 4  # three daily summaries and the weekly one

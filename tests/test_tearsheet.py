@@ -213,6 +213,7 @@ def synthetic_result(
             "commission": traded * 0.0005,
             "slippage": traded * 0.0002,
             "rebalanced": traded > 0,
+            "dividends": 0.0,
         },
         index=days,
     )

@@ -367,6 +367,24 @@ def measure(command: Sequence[str], env: dict[str, str]) -> Measured:
         )
 
 
+def code_version() -> str:
+    """``git <short HEAD>`` and how many files under tiller/ differ from it (figures of a
+    dirty tree belong to that tree only)."""
+    try:
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"], cwd=REPO, capture_output=True, text=True
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "tiller", "tasks", "flows", "config"],
+            cwd=REPO,
+            capture_output=True,
+            text=True,
+        ).stdout.splitlines()
+    except OSError:
+        return "git unavailable"
+    return f"git {head or '?'}" + (f" + {len(dirty)} changed/new paths" if dirty else "")
+
+
 def uv_binary() -> str:
     """The uv running this script (``$UV``, set by ``uv run``), else ``~/.local/bin/uv`` or PATH."""
     local = Path.home() / ".local" / "bin" / "uv"
@@ -635,6 +653,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"Backtest benchmark  python {sys.version.split()[0]}  {os.cpu_count()} CPUs  "
         f"data {SHARED_DATA}{'  --quick' if args.quick else ''}"
     )
+    print(f"Code: {code_version()} (tiller, tasks, flows, config)  started {time.ctime()}")
     print(RULE)
     print(
         "Import costs, each in its own process: once as the caller's environment is "
