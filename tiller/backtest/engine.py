@@ -257,6 +257,7 @@ class _Replay:
         fixed = settings.optimize.fixed_weights if settings.optimize.method == "fixed" else None
         confirm_after = settings.backtest.l4_confirm_after_sessions
         halted_days = 0
+        ongoing: set[tuple[str, str | None]] = set()
         asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
 
         for day in self.days:
@@ -278,7 +279,11 @@ class _Replay:
             with self.timer("risk"):
                 decision = self._risk(day, snap.nav, previous_nav, book, state, signals, targets)
             state = decision.state
-            events.extend(_event(day, e.kind, e.symbol, e.reason) for e in decision.decisions)
+            events.extend(
+                _event(day, e.kind, e.symbol, e.reason)
+                for e in _onsets(decision, ongoing, previous_level, previous_day is None)
+            )
+            ongoing = {(e.kind, e.symbol) for e in decision.decisions}
 
             rebalance = is_rebalance_day(day, previous_day, self.cadence) or (
                 decision.level > previous_level
@@ -606,6 +611,24 @@ def _affordable(
     if qty <= fill_model.EPSILON:
         return None
     return replace(fill, qty=qty, commission=costs.commission(qty * fill.price, rate))
+
+
+def _onsets(
+    decision: RiskDecision,
+    ongoing: set[tuple[str, str | None]],
+    previous_level: RiskLevel,
+    first: bool,
+) -> list[Any]:
+    """The day's risk decisions that start today: the level when it changes, any other
+    decision (a pair cap, a blocked buy, a stop, the kill switch) on its first day of a
+    run of days.  The paper flow stores every decision every day; over years of sessions
+    a backtest keeps the transitions (a pair cap held for a month is one event)."""
+    return [
+        e
+        for e in decision.decisions
+        if (e.kind == "level" and (first or decision.level != previous_level))
+        or (e.kind != "level" and (e.kind, e.symbol) not in ongoing)
+    ]
 
 
 def _event(day: date, kind: str, symbol: str | None, reason: str) -> dict[str, Any]:

@@ -74,7 +74,8 @@ class BacktestResult:
     trades:
         Fills, columns :data:`TRADE_COLUMNS`.
     risk_events:
-        Risk decisions, columns :data:`EVENT_COLUMNS`.
+        Risk decisions as they start, columns :data:`EVENT_COLUMNS`: the level on the
+        days it changes, any other decision on the first day of a run of days it holds.
     metrics:
         Headline figures, see :func:`tiller.backtest.metrics.headline`.
     timings:
