@@ -328,6 +328,7 @@ class Measured:
 
 
 CACHED = True  # --pycache cached (default) or env; set by main()
+SOLVER: str | None = None  # --solver: optimize.solver for the children (None: the config's)
 
 
 def clean_env(cached: bool | None = None, **extra: str) -> dict[str, str]:
@@ -345,6 +346,8 @@ def clean_env(cached: bool | None = None, **extra: str) -> dict[str, str]:
         YF_TELEMETRY="0",
         **extra,
     )
+    if SOLVER:
+        env["TILLER_OPTIMIZE__SOLVER"] = SOLVER
     return env
 
 
@@ -634,10 +637,16 @@ def main(argv: Sequence[str] | None = None) -> int:
         help="cached (default): children keep bytecode in a private cache folder, like the "
         "Docker image's precompiled .venv; env: the caller's setting as is",
     )
+    parser.add_argument(
+        "--solver",
+        choices=["riskfolio", "newton"],
+        help="optimize.solver for every case (default: config/risk.yaml's)",
+    )
     parser.add_argument("--child", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
-    global CACHED
+    global CACHED, SOLVER
     CACHED = args.pycache == "cached"
+    SOLVER = args.solver
     mode_text = (
         f"cached in {PYCACHE_DIR} (PYTHONPYCACHEPREFIX)"
         if CACHED
