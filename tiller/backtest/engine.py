@@ -29,7 +29,10 @@ and returns are cut at ``d``, and fills only use bars of their fill session.
 Differences from the paper flow, by design: the book used by risk on ``d`` already holds
 the fills made at ``d``'s open (the flow books them in its orders stage, after risk); on
 non-rebalance days risk reads the last rebalance day's signals; an L4 halt is confirmed
-by a simulated operator ``backtest.l4_confirm_after_sessions`` sessions later.
+by a simulated operator ``backtest.l4_confirm_after_sessions`` sessions later; cash
+dividends implied by the adjusted close (:mod:`tiller.execution.dividends`) are paid on
+their ex-dates (the paper broker pays none; a real broker does); risk decisions are
+recorded as they start (see :attr:`BacktestResult.risk_events`).
 """
 
 from __future__ import annotations
