@@ -204,7 +204,8 @@ class _Replay:
                 f"no bars for the universe {', '.join(settings.symbols)} up to {end}; "
                 "check TILLER_DATA_SOURCES and the symbols' history"
             )
-        self.symbols = [s for s in settings.symbols if s in set(bars["symbol"])]
+        present = set(bars["symbol"].unique())
+        self.symbols = [s for s in settings.symbols if s in present]
         self.calendars = {s: settings.calendar_of(s) for s in self.symbols}
         with self.timer("factors"):
             self.panel = factor_panel(bars, settings.strategy.factors, self.calendars)
@@ -237,9 +238,8 @@ class _Replay:
         self.vix = self.vix.sort_values("date").reset_index(drop=True)
         self.vix_dates = self.vix["date"].to_numpy()
         self.vix_close = self.vix["close"].to_numpy(dtype=float)
-        self.bar_dates = {
-            s: [d.date() for d in self.close.index[self.close[s].notna()]] for s in self.symbols
-        }
+        dates = np.array([d.date() for d in self.close.index], dtype=object)
+        self.bar_dates = {s: list(dates[self.close[s].notna().to_numpy()]) for s in self.symbols}
 
     # ------------------------------------------------------------------- replay
     def run(self, label: str, run_id: str) -> BacktestResult:
