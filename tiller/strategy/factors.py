@@ -145,9 +145,16 @@ class FactorSnapshot:
         """Why ``symbol`` lacks ``factor`` (None when it has it or the factor is unknown)."""
         return self._reasons.get((symbol, factor))
 
+    @cached_property
+    def _by_symbol(self) -> dict[str, dict[str, float]]:
+        grouped: dict[str, dict[str, float]] = {}
+        for (symbol, factor), value in self._lookup.items():
+            grouped.setdefault(symbol, {})[factor] = value
+        return grouped
+
     def factors_of(self, symbol: str) -> dict[str, float]:
-        """All factors ``symbol`` has, as a dict."""
-        return {f: v for (s, f), v in self._lookup.items() if s == symbol}
+        """All factors ``symbol`` has, as a dict (a copy)."""
+        return dict(self._by_symbol.get(symbol, {}))
 
     @property
     def rank(self) -> pd.Series:
