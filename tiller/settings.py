@@ -441,6 +441,17 @@ def parse_data_sources(value: Any) -> list[DataSource]:
     return sources
 
 
+def _read_mapping(path: Path) -> dict[str, Any]:
+    """The top-level mapping of a YAML file (an empty file is an empty mapping)."""
+    try:
+        content = yaml.safe_load(path.read_text()) or {}
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from None
+    if not isinstance(content, dict):
+        raise ConfigError(f"{path}: expected a mapping of keys at the top level")
+    return content
+
+
 class _YamlConfigSource(PydanticBaseSettingsSource):
     """Merge the top-level keys of every ``*.yaml`` in the config folder."""
 
@@ -460,25 +471,14 @@ class _YamlConfigSource(PydanticBaseSettingsSource):
         merged: dict[str, Any] = {}
         origin: dict[str, Path] = {}
         for path in sorted(self.folder.glob("*.yaml")):
-            try:
-                content = yaml.safe_load(path.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{path}: not valid YAML: {exc}") from None
-            if not isinstance(content, dict):
-                raise ConfigError(f"{path}: expected a mapping of keys at the top level")
-            for key, value in content.items():
+            for key, value in _read_mapping(path).items():
                 if key in merged:
                     raise ConfigError(f"config key {key!r} is set in both {origin[key]} and {path}")
                 merged[key] = value
                 origin[key] = path
         profile = profile_path()
         if profile is not None:
-            try:
-                overlay = yaml.safe_load(profile.read_text()) or {}
-            except yaml.YAMLError as exc:
-                raise ConfigError(f"{profile}: not valid YAML: {exc}") from None
-            if not isinstance(overlay, dict):
-                raise ConfigError(f"{profile}: expected a mapping of keys at the top level")
+            overlay = _read_mapping(profile)
             overlay.pop("description", None)
             merged = deep_merge(merged, overlay)
         return merged

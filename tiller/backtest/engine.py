@@ -207,6 +207,7 @@ class _Replay:
         present = set(bars["symbol"].unique())
         self.symbols = [s for s in settings.symbols if s in present]
         self.calendars = {s: settings.calendar_of(s) for s in self.symbols}
+        self.asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
         with self.timer("factors"):
             self.panel = factor_panel(bars, settings.strategy.factors, self.calendars)
         with self.timer("prepare"):
@@ -261,7 +262,6 @@ class _Replay:
         confirm_after = settings.backtest.l4_confirm_after_sessions
         halted_days = 0
         ongoing: set[tuple[str, str | None]] = set()
-        asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
 
         for day in self.days:
             traded: list[dict[str, Any]] = []
@@ -299,7 +299,7 @@ class _Replay:
                         day,
                         book.quantities(),
                         settings.execution.strategy_tag,
-                        asset_classes=asset_classes,
+                        asset_classes=self.asset_classes,
                     )
             if decision.orders_allowed and not decision.halted:
                 if rebalance:
@@ -392,7 +392,7 @@ class _Replay:
             portfolio_returns=portfolio_returns,
             positions=positions,
             signals=tuple(signals),
-            asset_classes={s: self.settings.asset(s).asset_class for s in self.symbols},
+            asset_classes=self.asset_classes,
         )
         return assess_risk(inputs, state, config)
 

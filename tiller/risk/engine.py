@@ -46,7 +46,7 @@ numbers.
 from __future__ import annotations
 
 from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
@@ -64,7 +64,7 @@ from tiller.risk.ladder import (
     thresholds,
 )
 from tiller.risk.model import PositionInfo, ReentryPhase, RiskEvent, RiskState
-from tiller.risk.reentry import ReentryStep, advance_reentry
+from tiller.risk.reentry import ReentryStep, advance_reentry, start_reentry
 from tiller.risk.stops import check_stops
 from tiller.settings import RiskConfig
 
@@ -362,15 +362,7 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
         peak, drawdown = nav, 0.0
         ladder = drawdown_level(drawdown, config)
         level = max(ladder, corr.level_floor)
-        state = replace(
-            state,
-            peak_nav=nav,
-            reentry_phase="waiting",
-            low_vol_days=0,
-            ramp_fraction=0.0,
-            ramp_started=None,
-            reset_on=as_of,
-        )
+        state = start_reentry(state, as_of, nav)
     halted, halted_since = state.halted, state.halted_since
     if level >= RiskLevel.L4 and not halted:
         halted, halted_since = True, as_of

@@ -198,11 +198,16 @@ def reset_after_confirmation(state: RiskState, as_of: date, nav: float | None = 
     if nav is not None and not (math.isfinite(nav) and nav > 0):
         raise ValueError(f"nav must be a positive number (USD), got {nav!r}")
     return replace(
+        start_reentry(state, as_of, nav), level=RiskLevel.L0, halted=False, halted_since=None
+    )
+
+
+def start_reentry(state: RiskState, as_of: date, nav: float | None) -> RiskState:
+    """``state`` with its peak rebased to ``nav`` and the re-entry phase starting
+    (``"waiting"``, no low-volatility day counted, ramp fraction 0) on ``as_of``."""
+    return replace(
         state,
         peak_nav=nav,
-        level=RiskLevel.L0,
-        halted=False,
-        halted_since=None,
         reentry_phase="waiting",
         low_vol_days=0,
         ramp_fraction=0.0,
