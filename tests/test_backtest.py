@@ -291,3 +291,75 @@ def test_accounting_identities_hold_every_day(
         # weight the buy was sized for, at the decision day's close and NAV
         after = before + trade.qty * frame.loc[o, trade.symbol] / daily.loc[o, "nav"]
         assert after <= caps[trade.symbol] + 1e-9
+
+
+# --- results only on data that exists ------------------------------------------------------
+
+
+def test_a_window_past_the_data_is_refused_naming_each_symbol_and_its_last_date() -> None:
+    """The shared CSV files end in 2024-2025 (VIX in 2026): a 2026 backtest has no prices."""
+    from tiller.settings import load_settings
+
+    settings = load_settings(data_sources=f"csv:{MARKET}", universe="core", home=Path("/none"))
+    market = load_market(settings, date(2026, 1, 5), date(2026, 12, 4))
+    with pytest.raises(BacktestError) as info:
+        run_backtest(settings, market, date(2026, 1, 5), date(2026, 12, 4))
+    message = str(info.value)
+    assert "runs past the data" in message and "\n" not in message
+    # BTC-USD's file ends before the warm-up starts: it has no bars at all here
+    for part in ("BTC-USD no bars", "SPY 2025-09-26", "GLD 2025-09-26", "QQQ 2025-09-26"):
+        assert part in message
+    assert "on or before 2025-09-26" in message
+
+
+def test_a_symbol_whose_data_ends_inside_the_window_is_sold_at_its_last_close() -> None:
+    """BTC-USD's file ends on 2024-03-31: from the next session it is sold at that close
+    (less slippage), flagged, and never held or valued at a stale price again."""
+    from tiller.settings import load_settings
+
+    settings = load_settings(
+        data_sources=f"csv:{MARKET}",
+        universe="core",
+        home=Path("/none"),
+        optimize={"solver": "newton"},
+    )
+    start, end = date(2024, 1, 2), date(2025, 6, 30)
+    result = run_backtest(settings, load_market(settings, start, end), start, end)
+    assert result.config["delisted"] == {"BTC-USD": "2024-03-31"}
+    events = result.risk_events[result.risk_events["kind"] == "delisted"]
+    assert list(events["symbol"]) == ["BTC-USD"] and events["date"].iloc[0] == date(2024, 4, 1)
+    after = result.weights.index >= date(2024, 4, 1)
+    assert result.weights.loc[date(2024, 3, 28), "BTC-USD"] > 0.1  # held going in
+    assert (result.weights.loc[after, "BTC-USD"] == 0).all()
+    btc = result.trades[result.trades["symbol"] == "BTC-USD"]
+    sale = btc[btc["date"] >= date(2024, 4, 1)]
+    assert len(sale) == 1 and sale["side"].iloc[0] == "sell"
+    assert sale["date"].iloc[0] == date(2024, 4, 1)
+    # priced from the last close in the file, 2024-03-31: 70,677.117188, less slippage
+    assert sale["reference_price"].iloc[0] == pytest.approx(70_677.117188)
+    assert sale["price"].iloc[0] < sale["reference_price"].iloc[0]
+    assert (
+        "0 held" not in events["reason"].iloc[0]
+        and "sold at the last close" in (events["reason"].iloc[0])
+    )
+
+
+def test_small_real_distributions_are_paid_and_ratio_noise_is_not() -> None:
+    """TIP paid $0.004, $0.0099 and $0.009 a share on three ex-dates (under 1e-4 of its
+    price, once dropped); SPY paid 76 quarterly dividends in 2005-2023, GLD none."""
+    from tiller.execution.dividends import implied_dividends
+
+    paid = {}
+    for symbol in ("SPY", "TIP", "GLD"):
+        raw = pd.read_csv(MARKET / f"{symbol}.csv", parse_dates=["date"]).set_index("date")
+        raw = raw.loc["2005":"2023"]
+        wide = implied_dividends(
+            raw[["close"]].set_axis([symbol], axis=1), raw[["adj_close"]].set_axis([symbol], axis=1)
+        )
+        paid[symbol] = wide[symbol][wide[symbol] > 0]
+    assert len(paid["SPY"]) == 76 and len(paid["GLD"]) == 0
+    tip = paid["TIP"]
+    # D = close_{t-1} x (1 - f_{t-1} / f_t), f = adj_close / close
+    assert tip[pd.Timestamp("2010-03-01")] == pytest.approx(0.004, abs=1e-5)
+    assert tip[pd.Timestamp("2011-09-01")] == pytest.approx(0.0099, abs=1e-4)
+    assert tip[pd.Timestamp("2012-12-26")] == pytest.approx(0.009, abs=1e-4)

@@ -55,7 +55,8 @@ def test_backtest_list_and_daily_report_of_a_date(tmp_path: Path) -> None:
         "sharpe",
         "max_drawdown",
         "trades",
-        "turnover",
+        "turnover_one_way",
+        "turnover_two_way",
         "costs",
     ):
         assert key in metrics

@@ -12,6 +12,8 @@ from typing import Any
 
 import pytest
 import requests
+from hypothesis import given, settings
+from hypothesis import strategies as st
 from pydantic import SecretStr
 
 from tests.fakes.alpaca_trading_server import (
@@ -92,6 +94,23 @@ def broker(make_broker: Callable[..., AlpacaPaperBroker]) -> AlpacaPaperBroker:
         "https://paper-api.alpaca.markets:8443",
         "https://user:pw@paper-api.alpaca.markets",
         "https://broker-api.alpaca.markets",
+        # read as a loopback host with user info by a URL parser, while the HTTP stack
+        # ends the host at the backslash and connects to the live host
+        "https://api.alpaca.markets\\@localhost:8443",
+        "http://api.alpaca.markets\\@127.0.0.1",
+        "https://paper-api.alpaca.markets.",
+        "http://localhost.:8080",
+        "http://127.0.0.2:8080",
+        "http://0.0.0.0:8080",
+        "https://paper-api.alpaca.markets:443",
+        " https://paper-api.alpaca.markets",
+        "https://paper-api.alpaca.markets\n",
+        "https://paper-api.alpaca.markets/v2?x=1",
+        "https://paper-api.alpaca.markets#frag",
+        "https://paper-api.alpaca.markets/v1",
+        "https://paper%2Dapi.alpaca.markets",
+        "ftp://127.0.0.1:21",
+        "http:/127.0.0.1:8080",
         "",
         "not a url",
     ],
@@ -103,6 +122,72 @@ def test_refuses_non_paper_urls_before_any_request(fake: AlpacaTradingServer, ur
     assert "paper" in str(info.value)
     assert_no_secrets(info.value)
     assert fake.requests == []
+
+
+LOOPBACK_OR_PAPER = {"paper-api.alpaca.markets", "127.0.0.1", "localhost", "::1", "[::1]"}
+_URL_PARTS = {
+    "scheme": ["https", "http", "HTTPS", "ftp", "javascript", "", "http:"],
+    "separator": ["://", ":/", ":\\\\", "//", ":///", "://\\", ":\\/"],
+    "userinfo": ["", "user@", "user:pw@", "@", "api.alpaca.markets\\@", "api.alpaca.markets@"],
+    "host": [
+        "paper-api.alpaca.markets",
+        "PAPER-API.alpaca.markets",
+        "paper-api.alpaca.markets.",
+        "api.alpaca.markets",
+        "paper-api.alpaca.markets.evil.example",
+        "127.0.0.1",
+        "127.0.0.2",
+        "0.0.0.0",
+        "localhost",
+        "localhost.",
+        "LOCALHOST",
+        "[::1]",
+        "[::ffff:127.0.0.1]",
+        "2130706433",
+        "0x7f000001",
+        "127.0.0.1.nip.io",
+        "example.com",
+        "",
+    ],
+    "port": ["", ":8080", ":443", ":0", ":99999", ":80@api.alpaca.markets", ":"],
+    "path": ["", "/", "/v2", "/v2/", "/v1", "/x", "?a=b", "#f", "\\", "%2f", " ", "\t", "/\\@x"],
+}
+
+
+@st.composite
+def _url_spellings(draw: st.DrawFn) -> str:
+    parts = {name: draw(st.sampled_from(choices)) for name, choices in _URL_PARTS.items()}
+    url = "".join(parts[k] for k in ("scheme", "separator", "userinfo", "host", "port", "path"))
+    if draw(st.booleans()):  # and a random edit somewhere
+        at = draw(st.integers(0, len(url)))
+        url = url[:at] + draw(st.text(max_size=3)) + url[at:]
+    return url
+
+
+@settings(max_examples=1500, deadline=None)
+@given(url=_url_spellings())
+def test_every_accepted_url_reaches_only_the_paper_host_or_loopback(url: str) -> None:
+    """Many spellings: whatever is accepted, the URL alpaca-py builds from it (base + /v2 +
+    path) is sent by requests/urllib3 to the paper host or to a loopback address."""
+    from alpaca.trading.client import TradingClient
+    from urllib3.util import parse_url
+
+    try:
+        base = check_paper_url(url)
+    except BrokerError as exc:
+        assert exc.kind is BrokerErrorKind.CONFIG
+        return
+    client = TradingClient(KEY, SECRET, paper=True, url_override=base)
+    assert client._base_url == base  # the SDK uses exactly the approved URL
+    request_url = f"{client._base_url}/v2/account"
+    prepared = requests.Request("GET", request_url).prepare()
+    assert prepared.url is not None
+    assert parse_url(prepared.url).host in LOOPBACK_OR_PAPER
+    assert (base == "https://paper-api.alpaca.markets") or parse_url(base).host in (
+        "127.0.0.1",
+        "localhost",
+        "[::1]",
+    )
 
 
 def test_live_url_message_names_the_problem() -> None:

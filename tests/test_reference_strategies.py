@@ -55,7 +55,7 @@ def _prices(symbols: list[str]) -> tuple[pd.DataFrame, pd.DataFrame]:
         factor = raw["adj_close"] / raw["close"]
         # Yahoo adjusts every close before an ex-date by (1 - D / previous close)
         fraction = 1 - factor.shift(1) / factor
-        paid = (raw["close"].shift(1) * fraction).where(fraction > 1e-4, 0.0).fillna(0.0)
+        paid = (raw["close"].shift(1) * fraction).where(fraction > 5e-6, 0.0).fillna(0.0)
         closes[symbol] = raw["close"].reindex(days)
         dividends[symbol] = paid.reindex(days, fill_value=0.0)
     return pd.DataFrame(closes), pd.DataFrame(dividends)

@@ -27,6 +27,7 @@ from tiller.risk import (
     set_kill_switch,
 )
 from tiller.risk.correlation import correlation_report
+from tiller.risk.ladder import drawdown_level
 from tiller.risk.reentry import annualised_volatility, ramp_fraction
 from tiller.settings import RiskConfig
 
@@ -546,24 +547,137 @@ def test_dates_must_not_go_backwards() -> None:
 # --- real data: the 2008 drawdown ---------------------------------------------------------
 
 
-def test_sold_out_at_a_sell_only_level_rebases_and_reenters() -> None:
-    # Day 1: L2 (drawdown 9%) with a position: sell-only, no rebase.
-    held = assess_risk(
-        _inputs(91_000, positions={"SPY": _position()}), _state(level=RiskLevel.L2), CONFIG
+def _day(state: RiskState, nav: float, offset: int, **changes: object):
+    """Assess ``DAY + offset`` from ``state`` (calm portfolio returns unless overridden)."""
+    changes.setdefault("portfolio_returns", _calm_returns())
+    return assess_risk(_inputs(nav, as_of=DAY + timedelta(days=offset), **changes), state, CONFIG)
+
+
+def test_sold_out_at_a_sell_only_level_keeps_the_true_peak_and_recovers_through_a_ramp() -> None:
+    # Day 0: 1 - 91,000 / 100,000 = 9% -> L2, sell-only, everything sold.  The peak is not
+    # rebased (the loss is real) and calm sessions are counted.
+    state = _state()
+    first = _day(state, 91_000, 0, positions={"SPY": _position()})
+    assert first.level == RiskLevel.L2 and first.peak_nav == PEAK
+    assert not first.buy_allowed and "sell-only" in (first.buy_block_reason or "")
+    assert first.state.low_vol_days == 1 and first.reentry_phase is None
+    state = first.state
+    # Days 1..8: flat in cash, calm: still L2 with the true 9% drawdown, still sell-only.
+    for offset in range(1, 9):
+        decision = _day(state, 91_000, offset)
+        assert decision.level == RiskLevel.L2 and decision.drawdown == pytest.approx(0.09)
+        assert decision.peak_nav == PEAK and not decision.buy_allowed
+        assert not any(e.kind == "rebase" for e in decision.decisions)
+        state = decision.state
+    assert state.low_vol_days == 9
+    # Day 9: the 10th calm session: buying resumes through the recovery ramp, exposure
+    # capped at 0.25 (ramp) x 0.75 (L2) = 0.1875; the level and drawdown stay true.
+    ramp = _day(state, 91_000, 9, signals=[_buy("GLD"), _buy("BTC-USD")])
+    assert ramp.level == RiskLevel.L2 and ramp.drawdown == pytest.approx(0.09)
+    assert ramp.reentry_phase == "ramping" and ramp.state.ramp_origin == "recovery"
+    assert ramp.buy_allowed and ramp.exposure_scale == pytest.approx(0.1875)
+    assert "RECOVERY_RAMP" in ramp.actions and "SELL_ONLY" not in ramp.actions
+    assert ramp.may_buy("GLD", 0.9)[0] and not ramp.may_buy("BTC-USD", 0.9)[0]  # no crypto
+    recovery = [e for e in ramp.decisions if e.kind == "recovery_start"]
+    assert recovery and "10 consecutive calm sessions" in recovery[0].reason
+    # A week later: 50% x 0.75 = 0.375.
+    later = _day(ramp.state, 91_500, 16)
+    assert later.level == RiskLevel.L2 and later.exposure_scale == pytest.approx(0.375)
+
+
+def test_l3_relaxes_to_non_crypto_while_recovering() -> None:
+    # 1 - 87,000 / 100,000 = 13% -> L3, safe havens only, sell-only.
+    stuck = _day(_state(level=RiskLevel.L3, low_vol_days=9), 87_000, 0)
+    assert stuck.level == RiskLevel.L3 and stuck.reentry_phase == "ramping"
+    # 10th calm session -> recovery: 0.25 x 0.5 = 0.125, SPY may be bought, BTC not.
+    assert stuck.exposure_scale == pytest.approx(0.125)
+    assert stuck.may_buy("SPY", 0.9)[0] and not stuck.may_buy("BTC-USD", 0.9)[0]
+    assert "SAFE_HAVENS_ONLY" not in stuck.actions and "MANUAL_REVIEW" in stuck.actions
+
+
+def test_a_rising_level_ends_the_recovery_ramp() -> None:
+    ramping = _state(
+        level=RiskLevel.L2,
+        reentry_phase="ramping",
+        ramp_origin="recovery",
+        ramp_fraction=0.5,
+        ramp_started=DAY - timedelta(days=8),
     )
-    assert held.level == RiskLevel.L2 and held.reentry_phase is None
-    # Day 2: still 9% down but everything sold: cash cannot recover, so the peak is
-    # rebased to 91,000 and re-entry waits (exposure 0), the level back to L0.
-    flat = assess_risk(_inputs(91_000), _state(level=RiskLevel.L2), CONFIG)
-    assert flat.peak_nav == 91_000 and flat.drawdown == 0
-    assert flat.level == RiskLevel.L0 and flat.reentry_phase == "waiting"
-    assert flat.exposure_scale == 0 and not flat.buy_allowed
-    rebase = [e for e in flat.decisions if e.kind == "rebase"]
-    assert rebase and "91,000.00" in rebase[0].reason and "9.00%" in rebase[0].reason
-    # The first day a level is reached does not rebase, even when flat (nothing to sell
-    # yet is not "sold out").
-    first = assess_risk(_inputs(91_000), _state(level=RiskLevel.L1), CONFIG)
-    assert first.level == RiskLevel.L2 and first.reentry_phase is None
+    # 1 - 87,500 / 100,000 = 12.5% -> L3: sell-only again, calm counted anew.
+    deeper = _day(ramping, 87_500, 0)
+    assert deeper.level == RiskLevel.L3 and deeper.reentry_phase is None
+    assert not deeper.buy_allowed and deeper.exposure_scale == 0.5
+    assert any(
+        e.kind == "recovery_end" and "rose from L2 to L3" in e.reason for e in deeper.decisions
+    )
+    # From 12.5% down to 15.5% of the true peak: L4 halts, nothing rebased.
+    halt = _day(deeper.state, 84_500, 1)
+    assert halt.level == RiskLevel.L4 and halt.halted and halt.peak_nav == PEAK
+
+
+def test_levels_step_down_with_hysteresis() -> None:
+    # At L2 (8.5%): recovering to 7.5% keeps L2 (7.5 + 1 = 8.5 >= 8); 6.9% steps down to L1
+    # (6.9 + 1 = 7.9 < 8); 3.9% steps down to L0 (3.9 + 1 = 4.9 < 5).
+    l2 = _day(_state(), 91_500, 0)
+    assert l2.level == RiskLevel.L2
+    held = _day(l2.state, 92_500, 1)
+    assert held.level == RiskLevel.L2 and held.drawdown == pytest.approx(0.075)
+    assert "held at L2 until the drawdown is below 7.00%" in held.decisions[0].reason
+    l1 = _day(held.state, 93_100, 2)
+    assert l1.level == RiskLevel.L1
+    still = _day(l1.state, 95_500, 3)  # 4.5% + 1 = 5.5% >= 5%: still L1
+    assert still.level == RiskLevel.L1
+    l0 = _day(still.state, 96_100, 4)
+    assert l0.level == RiskLevel.L0
+    # On the way up there is no delay: 8% is L2 at once.
+    assert _day(l0.state, 92_000, 5).level == RiskLevel.L2
+
+
+def test_the_only_rebase_is_the_confirmed_l4_reset_recorded_with_its_numbers() -> None:
+    halted = _state(level=RiskLevel.L4, halted=True, halted_since=DAY - timedelta(days=3))
+    reset = reset_after_confirmation(halted, DAY - timedelta(days=1))
+    assert reset.peak_nav is None and reset.rebased_from == PEAK
+    after = _day(reset, 84_000, 0)
+    rebase = [e for e in after.decisions if e.kind == "rebase"]
+    assert len(rebase) == 1
+    assert "rebased from 100,000.00 to 84,000.00" in rebase[0].reason
+    assert after.peak_nav == 84_000 and after.level == RiskLevel.L0
+    assert after.state.rebased_from is None
+    assert not any(e.kind == "rebase" for e in _day(after.state, 84_000, 1).decisions)
+
+
+navs_and_resets = st.lists(
+    st.tuples(st.floats(-0.06, 0.06), st.booleans(), st.booleans()), min_size=5, max_size=60
+)
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(path=navs_and_resets, calm=st.booleans())
+def test_the_level_is_never_below_what_the_true_drawdown_calls_for(
+    path: list[tuple[float, bool, bool]], calm: bool
+) -> None:
+    """Any NAV path, held or flat, calm or not, with operator resets whenever halted:
+    the level is never below ``ladder(1 - nav / high-water mark)``, where the
+    high-water mark is the highest NAV since the start or the last confirmed reset."""
+    state, nav, high = RiskState(), PEAK, 0.0  # the first assessed NAV is the first peak
+    returns = _calm_returns() if calm else _calm_returns(daily=0.02)
+    for offset, (move, held, confirm) in enumerate(path):
+        nav = max(1.0, nav * (1 + move))
+        high = max(high, nav)
+        positions = {"SPY": _position()} if held else {}
+        decision = _day(state, nav, offset, positions=positions, portfolio_returns=returns)
+        true_drawdown = 1 - nav / high
+        assert decision.drawdown == pytest.approx(true_drawdown, abs=1e-12)
+        assert decision.peak_nav == pytest.approx(high)
+        assert decision.level >= drawdown_level(true_drawdown, CONFIG)
+        if true_drawdown >= 0.15 - 1e-9:
+            assert decision.halted and decision.exposure_scale == 0
+        if decision.level >= RiskLevel.L2 and decision.reentry_phase != "ramping":
+            assert not decision.buy_allowed
+        state = decision.state
+        if state.halted and confirm:
+            state = reset_after_confirmation(state, DAY + timedelta(days=offset))
+            high = 0.0  # the next assessed NAV is the new high-water mark
 
 
 def test_2008_drawdown_climbs_the_ladder_halts_and_reenters() -> None:

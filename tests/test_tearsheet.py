@@ -292,7 +292,8 @@ def test_render_synthetic_backtest() -> None:
     assert pct(table.loc[2019, "Year"], 1) in text
     # turnover by year: 2019 sessions Nov 1 .. Dec 31
     turnover = annual_turnover(result.daily)
-    assert f'<td>2019</td><td class="n">{pct(turnover[2019])}</td>' in text
+    one_way, two_way = pct(turnover[2019] / 2), pct(turnover[2019])
+    assert f'<td>2019</td><td class="n">{one_way}</td><td class="n">{two_way}</td>' in text
     # costs: 60 trading days with 20,000 traded x (5 + 2) bp = 60 x 14 = 840
     daily = result.daily
     assert daily["commission"].sum() + daily["slippage"].sum() == pytest.approx(840.0)

@@ -476,10 +476,15 @@ def backtest_command(
         f"  final NAV {m['final_nav']:,.2f}  CAGR {_pct(m.get('cagr'))}  "
         f"vol {_pct(m.get('volatility'))}  Sharpe {_num(m.get('sharpe'))}  "
         f"max DD {_pct(m.get('max_drawdown'))}\n"
-        f"  trades {m['trades']}  turnover {_num(m.get('turnover'))}x/yr  "
+        f"  trades {m['trades']}  turnover {_num(m.get('turnover_one_way'))}x/yr one-way "
+        f"({_num(m.get('turnover_two_way'))}x two-way)  "
         f"costs {m['costs']:,.2f}  worst level L{m['max_level']}\n"
         f"  tearsheet {summary['tearsheet']}"
     )
+    for symbol, last in summary["delisted"].items():
+        typer.echo(f"  {symbol}: no data after {last}: sold at its last close, then left out")
+    if summary["no_data"]:
+        typer.echo(f"  no data in the window: {', '.join(summary['no_data'])} (left out)")
 
 
 def _pct(value: Any) -> str:

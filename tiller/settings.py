@@ -249,6 +249,8 @@ class RiskConfig(_Frozen):
     pair_combined_weight: float = Field(0.40, gt=0, le=1)
     average_correlation_l1: float = Field(0.50, gt=0, le=1)
     all_pairs_correlation_l2: float = Field(0.80, gt=0, le=1)
+    level_hysteresis: float = Field(0.01, ge=0, lt=0.05)
+    recovery_calm_sessions: int = Field(10, ge=1)
     reentry_low_vol_days: int = Field(5, ge=1)
     target_volatility: float = Field(0.12, gt=0)
     reentry_initial_fraction: float = Field(0.25, gt=0, le=1)

@@ -206,6 +206,7 @@ class _Replay:
             )
         present = set(bars["symbol"].unique())
         self.symbols = [s for s in settings.symbols if s in present]
+        self.no_data = [s for s in settings.symbols if s not in present]
         self.calendars = {s: settings.calendar_of(s) for s in self.symbols}
         self.asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
         with self.timer("factors"):
@@ -241,6 +242,88 @@ class _Replay:
         self.vix_close = self.vix["close"].to_numpy(dtype=float)
         dates = np.array([d.date() for d in self.close.index], dtype=object)
         self.bar_dates = {s: list(dates[self.close[s].notna().to_numpy()]) for s in self.symbols}
+        self._check_coverage(start, end)
+
+    def _check_coverage(self, start: date, end: date) -> None:
+        """Refuse a window that runs past the data; note the symbols whose data ends inside
+        it (delisted: sold at their last close on the next session, never held stale)."""
+        last_bar = {s: self.bar_dates[s][-1] for s in self.symbols if self.bar_dates[s]}
+        index = self.settings.volatility_index
+        vix_end = self.vix["date"].max().date() if len(self.vix) else None
+        window_last = self.days[-1]
+        data_end = max(last_bar.values())
+        usable = min(data_end, vix_end) if vix_end is not None else None
+        if usable is None or window_last > usable:
+            ends = ", ".join(
+                [f"{s} no bars" for s in self.no_data]
+                + [f"{s} {d}" for s, d in sorted(last_bar.items(), key=lambda i: i[1])]
+            )
+            raise BacktestError(
+                f"the window {start}..{end} runs past the data: its last session is "
+                f"{window_last}, but the data ends earlier ({ends}; {index} "
+                f"{vix_end or 'none'}); end the backtest on or before "
+                f"{usable or 'a date with data'}, or add the missing data"
+            )
+        self.delistings: dict[str, tuple[date, date]] = {}
+        for symbol, last in last_bar.items():
+            later = [d for d in self.days if d > last]
+            if later:
+                self.delistings[symbol] = (last, later[0])
+
+    def _delist(self, book: Portfolio, day: date, traded: list[dict[str, Any]]) -> Portfolio:
+        """Sell every position whose data ended before ``day`` at its last close (see
+        :func:`tiller.execution.fills.delisting_fill`) and leave the symbol out from now on."""
+        for symbol, (last, first_missing) in self.delistings.items():
+            if first_missing != day:
+                continue
+            self.gone.add(symbol)
+            position = book.positions.get(symbol)
+            if position is None:
+                self.events.append(
+                    _event(
+                        day,
+                        "delisted",
+                        symbol,
+                        f"{symbol}: no data after {last}; not held, "
+                        "left out of the universe from now on",
+                    )
+                )
+                continue
+            close = float(self.close.at[pd.Timestamp(last), symbol])
+            history = self.adjusted[symbol].loc[: pd.Timestamp(last)].dropna()
+            fill = fill_model.delisting_fill(
+                symbol,
+                position.qty,
+                close,
+                day,
+                costs.daily_volatility(history.to_numpy(dtype=float)),
+                self.settings,
+            )
+            cid = f"delist-{day:%Y%m%d}-{symbol}"
+            book = apply_fill(
+                book,
+                Fill(
+                    cid,
+                    symbol,
+                    OrderSide.SELL,
+                    fill.qty,
+                    fill.price,
+                    fill.commission,
+                    datetime.combine(day, datetime.min.time(), tzinfo=UTC),
+                ),
+            )
+            traded.append(_trade(fill, last, symbol, OrderSide.SELL, cid))
+            self.events.append(
+                _event(
+                    day,
+                    "delisted",
+                    symbol,
+                    f"{symbol}: no data after {last}: the {fill.qty:g} held are sold at the "
+                    f"last close {close:,.4f} less slippage ({fill.price:,.4f}), commission "
+                    f"{fill.commission:,.2f}; left out of the universe from now on",
+                )
+            )
+        return book
 
     # ------------------------------------------------------------------- replay
     def run(self, label: str, run_id: str) -> BacktestResult:
@@ -257,7 +340,8 @@ class _Replay:
         daily_rows: list[dict[str, Any]] = []
         weight_rows: list[dict[str, float]] = []
         trades: list[dict[str, Any]] = []
-        events: list[dict[str, Any]] = []
+        events = self.events = []
+        self.gone: set[str] = set()
         fixed = settings.optimize.fixed_weights if settings.optimize.method == "fixed" else None
         confirm_after = settings.backtest.l4_confirm_after_sessions
         halted_days = 0
@@ -268,6 +352,8 @@ class _Replay:
             with self.timer("fills"):
                 book, paid = self._pay_dividends(book, previous_day, day)
                 book = self._fill(book, open_orders, day, traded)
+                if self.delistings:
+                    book = self._delist(book, day, traded)
             with self.timer("mark"):
                 snap = snapshot(book, self._marks(book, day), day)
                 book = update_peak(book, snap)
@@ -391,7 +477,7 @@ class _Replay:
             returns=returns,
             portfolio_returns=portfolio_returns,
             positions=positions,
-            signals=tuple(signals),
+            signals=tuple(s for s in signals if s.symbol not in self.gone),
             asset_classes=self.asset_classes,
         )
         return assess_risk(inputs, state, config)
@@ -406,7 +492,7 @@ class _Replay:
     ) -> tuple[list[Signal], dict[str, float]]:
         settings = self.settings
         with self.timer("signals"):
-            snapshot_ = factors_at(self.panel, day)
+            snapshot_ = factors_at(self.panel, day, exclude=self.gone)
             reading = regime_at(self.vix, day, settings.strategy.regime)
             signals = generate_signals(snapshot_, reading, settings.strategy.signals)
         with self.timer("optimize"):
@@ -512,19 +598,9 @@ class _Replay:
                 )
                 order.filled += fill.qty
                 traded.append(
-                    {
-                        "date": session,
-                        "order_date": order.order_day,
-                        "symbol": request.symbol,
-                        "side": request.side.value,
-                        "qty": fill.qty,
-                        "price": fill.price,
-                        "reference_price": fill.reference,
-                        "notional": fill.qty * fill.price,
-                        "commission": fill.commission,
-                        "slippage": abs(fill.price - fill.reference) * fill.qty,
-                        "client_order_id": request.client_order_id,
-                    }
+                    _trade(
+                        fill, order.order_day, request.symbol, request.side, request.client_order_id
+                    )
                 )
         open_orders[:] = [o for o in open_orders if o.remaining > fill_model.EPSILON]
         return book
@@ -597,8 +673,29 @@ class _Replay:
                 "method": settings.optimize.method,
                 "fill_price": settings.execution.fill_price,
                 "initial_capital": settings.optimize.initial_capital,
+                "delisted": {s: last.isoformat() for s, (last, _) in self.delistings.items()},
+                "no_data": list(self.no_data),
             },
         )
+
+
+def _trade(
+    fill: fill_model.Fill, order_day: date, symbol: str, side: OrderSide, client_order_id: str
+) -> dict[str, Any]:
+    """One row of :attr:`BacktestResult.trades`."""
+    return {
+        "date": fill.session,
+        "order_date": order_day,
+        "symbol": symbol,
+        "side": side.value,
+        "qty": fill.qty,
+        "price": fill.price,
+        "reference_price": fill.reference,
+        "notional": fill.qty * fill.price,
+        "commission": fill.commission,
+        "slippage": abs(fill.price - fill.reference) * fill.qty,
+        "client_order_id": client_order_id,
+    }
 
 
 def _affordable(

@@ -6,8 +6,11 @@ Returns are daily simple NAV returns; annualised with 252 sessions a year.
   session + 1 day) / 365.25;
 * ``volatility`` = std(ddof=1) of daily returns x sqrt(252); ``sharpe`` = mean / std x
   sqrt(252) (risk-free 0); ``sortino`` = 252 x mean / (sqrt(mean(min(r, 0)^2)) x sqrt(252));
-  ``max_drawdown`` = max over time of ``1 - nav / running peak``;
-* ``turnover`` = annual one-way turnover, ``sum(traded USD) / mean(nav) / years``;
+  ``max_drawdown`` = max over time of ``1 - nav / running peak of nav`` (the true peak,
+  never rebased);
+* ``turnover_two_way`` = ``sum(traded USD, buys + sells) / mean(nav) / years``, and
+  ``turnover_one_way`` = half of it (the average of buys and sells): both annualised
+  fractions of NAV, e.g. 2.0 = the book traded twice its value in a year;
 * ``costs`` = commission + slippage (USD); ``dividends`` = cash dividends received (USD).
 
 The ratios follow empyrical's definitions (the daily report's :mod:`tiller.reporting.metrics`;
@@ -59,14 +62,16 @@ def headline(daily: pd.DataFrame, trades: pd.DataFrame, initial_capital: float) 
     commission = float(daily["commission"].sum())
     slippage = float(daily["slippage"].sum())
     mean_nav = float(nav.mean())
+    two_way = float(daily["traded"].sum()) / mean_nav / years if mean_nav > 0 else 0.0
     return {
         "final_nav": round(final, 2),
         "total_return": final / initial_capital - 1.0,
         "cagr": (final / initial_capital) ** (1.0 / years) - 1.0 if final > 0 else -1.0,
         **ratios(returns.to_numpy(dtype=float)),
-        "max_drawdown": float(daily["drawdown"].max()),
+        "max_drawdown": float((1.0 - nav / nav.cummax()).max()),
         "trades": len(trades),
-        "turnover": float(daily["traded"].sum()) / mean_nav / years if mean_nav > 0 else 0.0,
+        "turnover_two_way": two_way,
+        "turnover_one_way": two_way / 2.0,
         "costs": round(commission + slippage, 2),
         "commission": round(commission, 2),
         "slippage": round(slippage, 2),

@@ -44,6 +44,8 @@ class SavedRun:
             "end": r.end.isoformat(),
             "cadence": r.cadence,
             "metrics": r.metrics,
+            "delisted": dict(r.config.get("delisted", {})),
+            "no_data": list(r.config.get("no_data", [])),
             "tearsheet": str(self.tearsheet),
         }
 

@@ -68,7 +68,6 @@ import re
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
-from urllib.parse import urlsplit
 from uuid import UUID
 
 import requests
@@ -127,52 +126,76 @@ class _TimeoutSession(requests.Session):
         return super().request(method, url, *args, **kwargs)
 
 
+_URL_RE = re.compile(
+    r"(?P<scheme>[a-z]+)://(?P<host>\[[0-9a-f:]+\]|[a-z0-9.\-]+)(?::(?P<port>[0-9]{1,5}))?"
+    r"(?P<path>/v2)?/?"
+)
+
+
 def check_paper_url(url: str) -> str:
-    """The normalised base URL (no trailing ``/`` or ``/v2``) if it is Alpaca paper or loopback.
+    """The one base URL the SDK will use, if ``url`` is Alpaca paper or a loopback test server.
+
+    The URL is parsed once, by a strict pattern over a small alphabet, and rebuilt from
+    its parts; the rebuilt string is what :class:`AlpacaPaperBroker` hands to alpaca-py,
+    so what this function approves is exactly what the HTTP stack connects to.
+
+    Accepted (case-insensitive scheme and host, an optional trailing ``/`` or ``/v2``)::
+
+        https://paper-api.alpaca.markets           -> https://paper-api.alpaca.markets
+        http(s)://127.0.0.1[:port]                 -> the same, for the local fakes
+        http(s)://localhost[:port], http(s)://[::1][:port]
+
+    Refused, before any network call: the live host ``api.alpaca.markets`` and any other
+    host or IP, user info (``user@``), backslashes, whitespace or control characters,
+    percent-escapes, non-ASCII, query strings and fragments, other paths, other schemes,
+    a port on the paper host, ports outside 1..65535, and trailing dots
+    (``localhost.``).
 
     Raises
     ------
     BrokerError
-        ``CONFIG`` for a live endpoint (``api.alpaca.markets``) or any other host,
-        a non-HTTPS paper URL, or a URL with a path, query or credentials.
+        ``CONFIG``, naming the problem and ``TILLER_ALPACA_URL``.
     """
-    raw = (url or "").strip()
-    base = raw.rstrip("/")
-    base = base.removesuffix("/v2").rstrip("/")
-    try:
-        parts = urlsplit(base)
-        host = (parts.hostname or "").lower()
-        port = parts.port
-    except ValueError:
-        host, port, parts = "", None, urlsplit("")
-    shown = f"{parts.scheme}://{host}" if host else repr(raw)
-    if host in LOOPBACK_HOSTS and parts.scheme in ("http", "https"):
-        return base
+    raw = url if isinstance(url, str) else ""
+    fix = "fix TILLER_ALPACA_URL / execution.alpaca_url"
+    allowed = f"only the paper endpoint {PAPER_URL} (or a 127.0.0.1/localhost test server)"
+
+    def refuse(why: str) -> BrokerError:
+        return BrokerError(
+            AlpacaPaperBroker.name,
+            BrokerErrorKind.CONFIG,
+            f"refusing Alpaca base URL {raw!r}: {why}; {allowed} is allowed; {fix}",
+        )
+
+    if not raw:
+        raise refuse("it is empty")
+    if not raw.isascii() or any(c.isspace() or not c.isprintable() for c in raw):
+        raise refuse("it contains whitespace, control or non-ASCII characters")
+    for bad, what in (("\\", "a backslash"), ("@", "user info ('@')"), ("%", "a %-escape")):
+        if bad in raw:
+            raise refuse(f"it contains {what}")
+    match = _URL_RE.fullmatch(raw.lower())
+    if match is None:
+        raise refuse("it is not scheme://host[:port] with an optional /v2 path")
+    scheme, host, port = match.group("scheme"), match.group("host"), match.group("port")
     if host == "api.alpaca.markets" or host.endswith(".api.alpaca.markets"):
         raise BrokerError(
             AlpacaPaperBroker.name,
             BrokerErrorKind.CONFIG,
-            f"refusing the live trading endpoint {shown}: Tiller only trades Alpaca paper "
-            f"({PAPER_URL}); fix TILLER_ALPACA_URL / execution.alpaca_url",
+            f"refusing the live trading endpoint {scheme}://{host}: Tiller only trades "
+            f"Alpaca paper ({PAPER_URL}); {fix}",
         )
-    if (
-        host != PAPER_HOST
-        or parts.scheme != "https"
-        or port not in (None, 443)
-        or parts.username
-        or parts.password
-        or parts.path
-        or parts.query
-        or parts.fragment
-    ):
-        raise BrokerError(
-            AlpacaPaperBroker.name,
-            BrokerErrorKind.CONFIG,
-            f"refusing Alpaca base URL {shown}: only the paper endpoint {PAPER_URL} "
-            "(or a 127.0.0.1/localhost test server) is allowed; fix TILLER_ALPACA_URL / "
-            "execution.alpaca_url",
-        )
-    return PAPER_URL
+    if scheme not in ("http", "https"):
+        raise refuse(f"scheme {scheme!r} is not http or https")
+    if port is not None and not 1 <= int(port) <= 65535:
+        raise refuse(f"port {port} is not in 1..65535")
+    if host == PAPER_HOST:
+        if scheme != "https" or port is not None:
+            raise refuse("the paper endpoint is https on its default port only")
+        return PAPER_URL
+    if host in LOOPBACK_HOSTS or host == "[::1]":
+        return f"{scheme}://{host}" + (f":{int(port)}" if port is not None else "")
+    raise refuse(f"host {host!r} is neither {PAPER_HOST} nor a loopback test server")
 
 
 def to_alpaca_symbol(symbol: str) -> str:

@@ -113,3 +113,19 @@ def fill_on(
     price = costs.fill_price(reference, side, slippage)
     fee = costs.commission(qty * price, cost.commission)
     return Fill(session, qty, price, fee, slippage, reference)
+
+
+def delisting_fill(
+    symbol: str, qty: float, last_close: float, day: date, daily_vol: float, settings: Settings
+) -> Fill:
+    """The forced sale of a position whose data ended (delisted): all ``qty`` at the last
+    close seen, less the usual slippage, with the usual commission (no volume cap: there
+    is no later bar to spread it over)."""
+    cost = settings.costs[settings.asset(symbol).cost_class]
+    slippage = costs.slippage_fraction(
+        cost.slippage, daily_vol, qty * last_close, settings.execution
+    )
+    price = costs.fill_price(last_close, OrderSide.SELL, slippage)
+    return Fill(
+        day, qty, price, costs.commission(qty * price, cost.commission), slippage, last_close
+    )

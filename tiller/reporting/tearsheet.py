@@ -51,7 +51,8 @@ _HEADLINE: dict[str, tuple[str, Any]] = {
     "sortino": ("Sortino", num),
     "max_drawdown": ("Max drawdown", pct),
     "trades": ("Trades", lambda v: num(v, 0)),
-    "turnover": ("Turnover (annualised)", pct),
+    "turnover_one_way": ("Turnover, one-way (annualised)", pct),
+    "turnover_two_way": ("Turnover, two-way: buys + sells (annualised)", pct),
     "costs": ("Costs", money),
     "commission": ("Commission", money),
     "slippage": ("Slippage", money),
@@ -168,7 +169,8 @@ def window_stats(
 
 
 def annual_turnover(daily: pd.DataFrame) -> pd.Series:
-    """Turnover per calendar year: ``sum(traded) / mean(nav)`` over the year's sessions.
+    """Two-way turnover (buys + sells) per calendar year: ``sum(traded) / mean(nav)`` over
+    the year's sessions; one-way turnover is half of it.
 
     Parameters
     ----------
@@ -298,7 +300,7 @@ def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> d
         add(
             "turnover",
             go.Figure(go.Bar(x=list(days), y=list(daily["turnover"].astype(float)))),
-            "Daily turnover (traded / NAV)",
+            "Daily two-way turnover (buys + sells traded / NAV)",
             n,
             yaxis_tickformat=".1%",
         )
@@ -392,7 +394,7 @@ def render_tearsheet(
         charts=_charts(result, daily, sharpe),
         months=MONTHS,
         monthly=_monthly_rows(monthly_returns(daily["nav"], result.initial_capital)),
-        turnover=[(int(y), float(v)) for y, v in turnover.items()],
+        turnover=[(int(y), float(v) / 2.0, float(v)) for y, v in turnover.items()],
         costs=costs,
         events=_events(result.risk_events),
         events_total=len(result.risk_events),

@@ -4,21 +4,21 @@
 :class:`~tiller.risk.model.RiskState` and returns a :class:`RiskDecision` holding
 the new state; the caller persists both.  In order:
 
-1. **Peak and drawdown** -- ``peak = max(peak_before, nav)``,
-   ``drawdown = 1 - nav / peak`` (:mod:`tiller.risk.ladder`).
+1. **Peak and drawdown** -- ``peak = max(peak_before, nav)`` (the high-water mark: only
+   a person's confirmation after L4 rebases it), ``drawdown = 1 - nav / peak``
+   (:mod:`tiller.risk.ladder`).
 2. **Kill switch** -- manual, or automatic from today's inputs
    (:mod:`tiller.risk.killswitch`).  When on, no new order at all goes out.
 3. **Correlation** of the held and candidate assets over the last 60 days
    (:mod:`tiller.risk.correlation`): pair caps and a level floor (L1 or L2).
-4. **Level** -- ``max(ladder level, correlation floor)``.  Reaching L4 halts; a halted
-   state stays at L4 with zero exposure and no buying until
-   :func:`~tiller.risk.reentry.reset_after_confirmation`.  After the reset the
-   re-entry phase (:mod:`tiller.risk.reentry`) waits for calm, then ramps up.
-   **Flat at a sell-only level**: still at L2 or L3 the day after reaching it, with
-   nothing held any more, a book in cash can never earn back its drawdown, so it would
-   stay sell-only for ever; instead the peak is rebased to today's NAV and the same
-   re-entry phase starts (wait for 5 calm days, then 25% of target, +25% a week) --
-   automatically, as these levels need no person.
+4. **Level** -- ``max(ladder level, correlation floor)``, stepping down with
+   hysteresis (:func:`~tiller.risk.ladder.stepped_level`): never below what the
+   drawdown calls for.  Reaching L4 halts; a halted state stays at L4 with zero
+   exposure and no buying until :func:`~tiller.risk.reentry.reset_after_confirmation`.
+   The way back (:mod:`tiller.risk.reentry`): after the reset, wait for calm, then
+   ramp; at L2/L3, after ``recovery_calm_sessions`` calm sessions the sell-only rule
+   relaxes into a recovery ramp with exposure capped at the level's scale times the
+   ramp fraction, while the level and the drawdown stay true.
 5. **Stops** from entry (:mod:`tiller.risk.stops`): 12% halve, 18% exit.
 6. **What is allowed** (levels are cumulative):
 
@@ -31,6 +31,8 @@ the new state; the caller persists both.  In order:
    L2     0.75            no (sell-   everything but crypto               >= 0.6
                           only)
    L3     0.5             no          safe havens only (GLD, TLT, TIP)    >= 0.6
+   L2/L3  scale x ramp    yes         everything but crypto               >= 0.6
+   recov.
    L4     0               no          nothing (liquidate, halt)
    =====  ==============  ==========  ==================================  ==========
 
@@ -61,10 +63,11 @@ from tiller.risk.ladder import (
     drawdown_level,
     level_actions,
     level_exposure_scale,
+    stepped_level,
     thresholds,
 )
 from tiller.risk.model import PositionInfo, ReentryPhase, RiskEvent, RiskState
-from tiller.risk.reentry import ReentryStep, advance_reentry, start_reentry
+from tiller.risk.reentry import ReentryStep, advance_reentry
 from tiller.risk.stops import check_stops
 from tiller.settings import RiskConfig
 
@@ -245,6 +248,7 @@ class RiskDecision:
 def _level_reason(
     level: RiskLevel,
     ladder: RiskLevel,
+    floor: RiskLevel,
     previous: RiskLevel,
     drawdown: float,
     peak: float,
@@ -257,8 +261,14 @@ def _level_reason(
         text += f" >= {ladder.name} threshold {th[ladder]:.2%}"
     else:
         text += f" < L1 threshold {th[RiskLevel.L1]:.2%}"
-    if level > ladder:
+    if level > ladder and floor >= level:
         text += f"; raised to {level.name} by the correlation monitor"
+    elif level > ladder:
+        text += (
+            f"; held at {level.name} until the drawdown is below "
+            f"{th[level] - config.level_hysteresis:.2%} ({config.level_hysteresis * 100:g} point "
+            "hysteresis)"
+        )
     distance = distance_to_next(level, drawdown, config)
     if distance is not None:
         text += f"; {distance * 100:.2f} points to {RiskLevel(level + 1).name}"
@@ -337,32 +347,20 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
     corr = correlation_report(inputs.returns, held | candidates, config)
     events.extend(corr.events)
 
-    # Level, halt and re-entry.
+    # Level (from the high-water mark, hysteresis on the way down), halt, way back.
     ladder = drawdown_level(drawdown, config)
-    level = max(ladder, corr.level_floor)
-    if (
-        new_day
-        and not held
-        and not state.halted
-        and state.reentry_phase is None
-        and state.level >= RiskLevel.L2  # sell-only since an earlier day, and sold out
-        and RiskLevel.L2 <= ladder < RiskLevel.L4
-    ):
+    level = stepped_level(state.level, drawdown, corr.level_floor, config)
+    if state.rebased_from is not None:
+        since = state.reset_on.isoformat() if state.reset_on else "an earlier day"
         events.append(
             RiskEvent(
                 "rebase",
                 None,
-                f"{ladder.name} is sell-only and nothing is held: NAV {nav:,.2f} in cash "
-                f"cannot recover the {drawdown:.2%} drawdown from peak {peak:,.2f}; the peak "
-                f"is rebased to {nav:,.2f} and re-entry waits for "
-                f"{config.reentry_low_vol_days} low-volatility days, then ramps from "
-                f"{config.reentry_initial_fraction:.0%}",
+                f"L4 reset confirmed on {since}: the high-water mark is rebased from "
+                f"{state.rebased_from:,.2f} to {peak:,.2f} (the only rebase; drawdowns are "
+                "measured from it from now on)",
             )
         )
-        peak, drawdown = nav, 0.0
-        ladder = drawdown_level(drawdown, config)
-        level = max(ladder, corr.level_floor)
-        state = start_reentry(state, as_of, nav)
     halted, halted_since = state.halted, state.halted_since
     if level >= RiskLevel.L4 and not halted:
         halted, halted_since = True, as_of
@@ -387,17 +385,22 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
                     f"bought and exposure is 0 until `{RESET_COMMAND}`",
                 )
             )
-        step = ReentryStep(None, 0, 0.0, None, ())
+        step = ReentryStep(None, None, 0, 0.0, None, ())
     else:
-        step = advance_reentry(state, inputs.portfolio_returns, as_of, new_day, config)
+        step = advance_reentry(state, level, inputs.portfolio_returns, as_of, new_day, config)
         events.extend(step.events)
     events.insert(
         0,
         RiskEvent(
-            "level", None, _level_reason(level, ladder, state.level, drawdown, peak, nav, config)
+            "level",
+            None,
+            _level_reason(
+                level, ladder, corr.level_floor, state.level, drawdown, peak, nav, config
+            ),
         ),
     )
     waiting = step.phase == "waiting"
+    recovering = step.phase == "ramping" and level >= RiskLevel.L2 and not halted
 
     # Stops (a halving is remembered only when orders can go out today).
     stops = check_stops(inputs.positions, state.halved, config, remember=not kill)
@@ -414,13 +417,13 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
         not_allowed = f"halted after L4 since {halted_since}: liquidate"
     elif waiting:
         allowed = []
-        not_allowed = "waiting to re-enter (after an L4 reset or a rebase): nothing is held yet"
-    elif level >= RiskLevel.L3:
+        not_allowed = "waiting to re-enter after the L4 reset: nothing is held yet"
+    elif level >= RiskLevel.L3 and not recovering:
         allowed = [s for s in universe if s in havens and s not in crypto]
         not_allowed = f"L3: only safe havens ({', '.join(config.safe_havens)}) may be held"
     elif level >= RiskLevel.L2:
         allowed = [s for s in universe if s not in crypto]
-        not_allowed = "L2: crypto positions are closed"
+        not_allowed = f"{level.name}: crypto positions are closed"
     else:
         allowed = list(universe)
         not_allowed = ""
@@ -441,8 +444,11 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
             f"waiting to re-enter: {step.low_vol_days} of {config.reentry_low_vol_days} "
             "consecutive low-volatility days"
         )
-    elif level >= RiskLevel.L2:
-        buy_block_reason = f"{level.name}: sell-only (drawdown {drawdown:.2%})"
+    elif level >= RiskLevel.L2 and not recovering:
+        buy_block_reason = (
+            f"{level.name}: sell-only (drawdown {drawdown:.2%}; {step.low_vol_days} of "
+            f"{config.recovery_calm_sessions} calm sessions before the recovery ramp)"
+        )
     else:
         buy_block_reason = None
     buy_allowed = buy_block_reason is None
@@ -454,11 +460,14 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
     min_confidence = config.l1_min_confidence if level >= RiskLevel.L1 else 0.0
 
     actions = level_actions(level, config)
+    if recovering:
+        actions = [a for a in actions if a not in ("SELL_ONLY", "SAFE_HAVENS_ONLY")]
+        actions.append("RECOVERY_RAMP")
     if kill:
         actions.append("KILL_SWITCH")
     if waiting:
         actions.append("REENTRY_WAIT")
-    elif step.phase == "ramping":
+    elif step.phase == "ramping" and not recovering:
         actions.append("REENTRY_RAMP")
     if corr.capped_pairs:
         actions.append("CAP_CORRELATED_PAIRS")
@@ -469,10 +478,12 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
         halted=halted,
         halted_since=halted_since,
         reentry_phase=step.phase,
+        ramp_origin=step.origin,
         low_vol_days=step.low_vol_days,
         ramp_fraction=step.ramp_fraction,
         ramp_started=step.ramp_started,
         reset_on=state.reset_on,
+        rebased_from=None,
         kill_switch=kill,
         kill_reason=kill_reason,
         manual_kill=state.manual_kill,

@@ -13,8 +13,22 @@ A comparison allows :data:`EPSILON` of floating-point slack, so that a NAV of
 floating point) is the 8% it is meant to be.
 
 The levels are hierarchical: each adds to the controls of the one below
-(:data:`LEVEL_ACTIONS`), so every restriction only tightens as the drawdown
+(:func:`level_actions`), so every restriction only tightens as the drawdown
 deepens.
+
+Stepping down (hysteresis)
+--------------------------
+The peak is the true high-water mark: the highest NAV since the start, or since the
+last reset a person confirmed after an L4 halt (the only rebase).  A level is never
+below the one the drawdown calls for; on the way back it steps down only once the
+drawdown is ``level_hysteresis`` (1 point) below the level's threshold, so a NAV
+hovering at a threshold does not flip the level (and its trading rules) every day::
+
+    level_t = max(ladder(d_t), floor_t, min(level_{t-1}, ladder(d_t + h)))
+
+Example (h = 1 point): at L2 (8%) the drawdown recovers to 7.5%: ``ladder(8.5%)`` is
+still L2, so the level stays L2; at 6.9% ``ladder(7.9%)`` is L1 and the level steps
+down to L1.
 """
 
 from __future__ import annotations
@@ -54,6 +68,19 @@ def drawdown_level(drawdown: float, config: RiskConfig) -> RiskLevel:
         if drawdown >= threshold - EPSILON:
             level = candidate
     return level
+
+
+def stepped_level(
+    previous: RiskLevel, drawdown: float, floor: RiskLevel, config: RiskConfig
+) -> RiskLevel:
+    """Today's level from yesterday's, with hysteresis on the way down (module docstring).
+
+    ``max(ladder(drawdown), floor, min(previous, ladder(drawdown + level_hysteresis)))``;
+    ``floor`` is a level imposed from elsewhere (the correlation monitor).  Never below
+    ``drawdown_level(drawdown)``.
+    """
+    held = min(previous, drawdown_level(drawdown + config.level_hysteresis, config))
+    return max(drawdown_level(drawdown, config), floor, held)
 
 
 def distance_to_next(level: RiskLevel, drawdown: float, config: RiskConfig) -> float | None:

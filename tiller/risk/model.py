@@ -16,6 +16,8 @@ from tiller.domain import RiskLevel
 
 ReentryPhase = Literal["waiting", "ramping"]
 REENTRY_PHASES: tuple[str, ...] = ("waiting", "ramping")
+RampOrigin = Literal["reset", "recovery"]
+RAMP_ORIGINS: tuple[str, ...] = ("reset", "recovery")
 
 
 @dataclass(frozen=True)
@@ -57,7 +59,10 @@ class RiskEvent:
     Attributes
     ----------
     kind:
-        ``level``, ``halt``, ``halted``, ``reentry``, ``kill_switch``, ``correlation``,
+        ``level``, ``halt``, ``halted``, ``rebase`` (the confirmed L4 reset),
+        ``reentry_wait``/``reentry_start``/``reentry_ramp`` (after the reset),
+        ``recovery_wait``/``recovery_start``/``recovery_ramp``/``recovery_end`` (from
+        L2/L3), ``ramp_done``, ``kill_switch``, ``correlation``,
         ``pair_cap``, ``stop_exit``, ``stop_halve``, ``stop_held``, ``level_exit``,
         ``buy_block``.
     symbol:
@@ -107,10 +112,12 @@ class RiskState:
     Attributes
     ----------
     peak_nav:
-        Highest NAV seen (USD) since the start or since the last confirmed L4 reset;
-        None means "no peak yet": the next assessed NAV becomes the peak.
+        The high-water mark: the highest NAV seen (USD) since the start or since the
+        last confirmed L4 reset (the only rebase); None means "no peak yet": the next
+        assessed NAV becomes the peak.
     level:
-        The level of the last assessment (L4 while halted).
+        The level of the last assessment (L4 while halted); the next level steps down
+        from it with hysteresis (:func:`~tiller.risk.ladder.stepped_level`).
     halted:
         True from the day L4 fires until a person confirms (``tiller risk reset
         --confirm`` -> :func:`~tiller.risk.reentry.reset_after_confirmation`).
@@ -119,14 +126,21 @@ class RiskState:
     reentry_phase:
         None (normal trading), ``"waiting"`` (after the reset, counting consecutive
         low-volatility days; nothing held) or ``"ramping"`` (exposure grows weekly).
+    ramp_origin:
+        Why the ramp runs: ``"reset"`` (after a confirmed L4 reset) or ``"recovery"``
+        (buying resumed at L2/L3 after calm sessions); None outside a ramp.
     low_vol_days:
-        Consecutive assessed days with annualised portfolio volatility below target.
+        Consecutive assessed days with annualised portfolio volatility below target
+        (while waiting after a reset, or at a sell-only level L2/L3).
     ramp_fraction:
         Share of the normal target size allowed while ramping, in [0, 1].
     ramp_started:
         The ``as_of`` on which ramping started.
     reset_on:
         The date given to the last confirmed reset.
+    rebased_from:
+        The high-water mark (USD) the last confirmed reset replaced, until the next
+        assessment records the rebase (old and new peak) as an event.
     kill_switch:
         Whether the kill switch is on (manual, or automatic on ``last_date``).
     kill_reason:
@@ -150,10 +164,12 @@ class RiskState:
     halted: bool = False
     halted_since: date | None = None
     reentry_phase: ReentryPhase | None = None
+    ramp_origin: RampOrigin | None = None
     low_vol_days: int = 0
     ramp_fraction: float = 1.0
     ramp_started: date | None = None
     reset_on: date | None = None
+    rebased_from: float | None = None
     kill_switch: bool = False
     kill_reason: str | None = None
     manual_kill: bool = False
@@ -170,6 +186,11 @@ class RiskState:
                 f"risk state reentry_phase {self.reentry_phase!r}: allowed None, "
                 + ", ".join(REENTRY_PHASES)
             )
+        if self.ramp_origin is not None and self.ramp_origin not in RAMP_ORIGINS:
+            raise ValueError(
+                f"risk state ramp_origin {self.ramp_origin!r}: allowed None, "
+                + ", ".join(RAMP_ORIGINS)
+            )
         if not 0.0 <= self.ramp_fraction <= 1.0:
             raise ValueError(f"risk state ramp_fraction {self.ramp_fraction} not in [0, 1]")
         if self.low_vol_days < 0:
@@ -185,10 +206,12 @@ class RiskState:
             "halted": self.halted,
             "halted_since": _iso(self.halted_since),
             "reentry_phase": self.reentry_phase,
+            "ramp_origin": self.ramp_origin,
             "low_vol_days": self.low_vol_days,
             "ramp_fraction": self.ramp_fraction,
             "ramp_started": _iso(self.ramp_started),
             "reset_on": _iso(self.reset_on),
+            "rebased_from": self.rebased_from,
             "kill_switch": self.kill_switch,
             "kill_reason": self.kill_reason,
             "manual_kill": self.manual_kill,
@@ -217,8 +240,9 @@ class RiskState:
         for key in ("halted_since", "ramp_started", "reset_on", "last_date"):
             if key in values:
                 values[key] = _parse_date(values[key], key)
-        if values.get("peak_nav") is not None:
-            values["peak_nav"] = float(values["peak_nav"])
+        for key in ("peak_nav", "rebased_from"):
+            if values.get(key) is not None:
+                values[key] = float(values[key])
         if "ramp_fraction" in values:
             values["ramp_fraction"] = float(values["ramp_fraction"])
         if "low_vol_days" in values:

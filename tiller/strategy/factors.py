@@ -59,7 +59,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -365,7 +365,7 @@ def _need_from_name(factor: str) -> int | None:
     return None
 
 
-def factors_at(panel: pd.DataFrame, as_of: date) -> FactorSnapshot:
+def factors_at(panel: pd.DataFrame, as_of: date, exclude: Collection[str] = ()) -> FactorSnapshot:
     """Cut the panel at ``as_of``: each symbol's last row on or before it, ranked.
 
     Parameters
@@ -374,6 +374,8 @@ def factors_at(panel: pd.DataFrame, as_of: date) -> FactorSnapshot:
         The output of :func:`factor_panel` (or any date slice of it).
     as_of:
         The run date; rows dated after it are ignored entirely.
+    exclude:
+        Symbols left out of the snapshot and the ranking (e.g. delisted: their data ended).
 
     Returns
     -------
@@ -398,7 +400,11 @@ def factors_at(panel: pd.DataFrame, as_of: date) -> FactorSnapshot:
     counts_by_code = np.bincount(codes, minlength=len(levels))
     present_codes, first_from_end = np.unique(codes[::-1], return_index=True)
     last_rows = n - 1 - first_from_end  # each symbol's last row on or before as_of
-    by_name = sorted(zip([str(levels[c]) for c in present_codes], last_rows, strict=True))
+    by_name = sorted(
+        (name, row)
+        for name, row in zip([str(levels[c]) for c in present_codes], last_rows, strict=True)
+        if name not in exclude
+    )
     symbols = [name for name, _ in by_name]
     rows = panel.iloc[[int(row) for _, row in by_name]]
     factor_names = [c for c in panel.columns if c not in BOOKKEEPING]
