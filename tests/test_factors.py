@@ -178,41 +178,50 @@ def test_bad_inputs_are_refused() -> None:
 
 
 def reference(bars: pd.DataFrame, periods: int) -> dict[str, np.ndarray]:
-    """Independent computation with numpy windows / plain pandas Wilder smoothing."""
+    """Independent computation with numpy windows / plain pandas Wilder smoothing.
+
+    Windows are XNYS sessions; a calendar with ``periods`` bars a year uses
+    ``round(n * periods / 252)`` bars for the same span of time (365 - 30 days for 12-1).
+    """
     close = bars["close"].to_numpy(float)
     price = bars["adj_close"].fillna(bars["close"]).to_numpy(float)
     k = price / close
     high, low = bars["high"].to_numpy(float) * k, bars["low"].to_numpy(float) * k
     n_rows = len(price)
 
+    def b(n: int) -> int:
+        return round(n * periods / 252)
+
     def pad(values: np.ndarray) -> np.ndarray:
         return np.concatenate([np.full(n_rows - len(values), np.nan), values])
 
     out: dict[str, np.ndarray] = {}
     for n in (60, 120):
-        out[f"momentum_{n}"] = pad(price[n:] / price[:-n] - 1)
+        out[f"momentum_{n}"] = pad(price[b(n) :] / price[: -b(n)] - 1)
     returns = price[1:] / price[:-1] - 1
     for n in (20, 60):
         out[f"volatility_{n}"] = pad(
-            sliding_window_view(returns, n).std(axis=1, ddof=1) * math.sqrt(periods)
+            sliding_window_view(returns, b(n)).std(axis=1, ddof=1) * math.sqrt(periods)
         )
     for n in (20, 50, 200):
-        out[f"sma_{n}"] = pad(sliding_window_view(price, n).mean(axis=1))
+        out[f"sma_{n}"] = pad(sliding_window_view(price, b(n)).mean(axis=1))
+    year, month = b(252), b(21)
     out["momentum_12_1"] = pad(
-        (price[252:] / price[:-252] - 1) - (price[252:] / price[231:-21] - 1)
+        (price[year:] / price[:-year] - 1) - (price[year:] / price[year - month : -month] - 1)
     )
 
     p = pd.Series(price)
     change = p.diff()
-    gain = change.clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
-    loss = (-change).clip(lower=0).ewm(alpha=1 / 14, adjust=False).mean()
+    alpha = 1 / b(14)
+    gain = change.clip(lower=0).ewm(alpha=alpha, adjust=False).mean()
+    loss = (-change).clip(lower=0).ewm(alpha=alpha, adjust=False).mean()
     out["rsi_14"] = (100 * gain / (gain + loss)).to_numpy()
     previous = p.shift(1).to_numpy()
     true_range = np.nanmax(
         np.vstack([high - low, np.abs(high - previous), np.abs(low - previous)]), axis=0
     )
     # Unseeded Wilder EWM: differs from the SMA-seeded ATR only during the warm-up.
-    out["atr_14"] = pd.Series(true_range).ewm(alpha=1 / 14, adjust=False).mean().to_numpy()
+    out["atr_14"] = pd.Series(true_range).ewm(alpha=alpha, adjust=False).mean().to_numpy()
     return out
 
 
@@ -234,13 +243,16 @@ def test_real_data_against_independent_computation(symbol: str, periods: int) ->
         "momentum_12_1",
     ]:
         np.testing.assert_allclose(panel[name].to_numpy(), expected[name], rtol=1e-12, err_msg=name)
-    warm = 300  # Wilder smoothing forgets its start like (13/14)^t: < 3e-10 after 300 bars
+    warm = 600  # Wilder smoothing forgets its start like (1 - 1/n)^t: < 1e-13 after 600 bars
     for name in ["rsi_14", "atr_14"]:
         np.testing.assert_allclose(
             panel[name].to_numpy()[warm:], expected[name][warm:], rtol=1e-8, err_msg=name
         )
-    assert panel["rsi_14"].iloc[:14].isna().all() and panel["rsi_14"].iloc[14:].notna().all()
-    assert panel["atr_14"].iloc[:13].isna().all() and panel["atr_14"].iloc[13:].notna().all()
+    n = round(14 * periods / 252)
+    assert panel["rsi_14"].iloc[:n].isna().all() and panel["rsi_14"].iloc[n:].notna().all()
+    assert (
+        panel["atr_14"].iloc[: n - 1].isna().all() and panel["atr_14"].iloc[n - 1 :].notna().all()
+    )
     assert (panel["close"].to_numpy() == bars["adj_close"].fillna(bars["close"]).to_numpy()).all()
 
 
@@ -273,9 +285,11 @@ def test_snapshot_takes_each_symbols_last_row_on_or_before_as_of() -> None:
     assert snap.value("BTC-USD", "close") == HAND[5]
     assert snap.periods_per_year == {"A": 252, "BTC-USD": 365}
     assert snap.symbols == ("A", "BTC-USD")
-    # Both have 12-1 momentum (needs 5 bars): -0.0121 (A) < -0.0099 (BTC) -> ranks 0.5, 1.0
-    assert snap.rank.to_dict() == {"A": 0.5, "BTC-USD": 1.0}
-    assert snap.value("BTC-USD", "momentum_12_1_rank") == 1.0
+    # A has its 12-1 momentum (4 sessions back: needs 5 bars); BTC-USD's window spans the
+    # same time, round(4 x 365 / 252) = 6 daily bars, so it needs 7 and has 6: only A ranks.
+    assert snap.rank.to_dict() == {"A": 1.0}
+    assert snap.missing_reason("BTC-USD", "momentum_12_1") == "needs 7 sessions of history, has 6"
+    assert snap.value("BTC-USD", "momentum_12_1_rank") is None
     assert not snap.values["value"].isna().any()
     assert snap.wide().loc["A", "sma_3"] == pytest.approx(109.23)
 
@@ -325,3 +339,30 @@ def test_nothing_after_as_of_is_read() -> None:
     )
     pd.testing.assert_frame_equal(full.values, cut.values, check_exact=True)
     assert full.bar_dates == cut.bar_dates == {"SPY": as_of}
+
+
+def test_a_window_spans_the_same_time_on_every_calendar() -> None:
+    """12-1 momentum: 252 XNYS sessions back for SPY, 365 daily bars back for BTC-USD --
+    the same year, within a few days (it was 252 daily bars, about 8 months, ranked
+    against the ETFs' 12 months: BTC-USD came first on 2021-06-01 with +283%)."""
+    end = date(2023, 12, 31)
+    bars = pd.concat([real_bars("SPY", end=end), real_bars("BTC-USD", end=end)])
+    panel = factor_panel(bars, FactorConfig(), CAL)
+    for day in (date(2019, 3, 1), date(2021, 6, 1), date(2023, 11, 15)):
+        spans = {}
+        for symbol, periods in (("SPY", 252), ("BTC-USD", 365)):
+            rows = panel.xs(symbol, level="symbol").loc[: pd.Timestamp(day)]
+            price = rows["close"]
+            n = round(252 * periods / 252)
+            spans[symbol] = (price.index[-1] - price.index[-1 - n]).days
+            year = price.iloc[-1] / price.iloc[-1 - n] - 1
+            month = price.iloc[-1] / price.iloc[-1 - round(21 * periods / 252)] - 1
+            assert rows["momentum_12_1"].iloc[-1] == pytest.approx(year - month, rel=1e-12)
+        assert spans["BTC-USD"] == 365
+        assert abs(spans["SPY"] - spans["BTC-USD"]) <= 5, spans
+    # BTC-USD's 12-1 momentum on 2021-06-01 over a year, not 8 months
+    btc = panel.xs("BTC-USD", level="symbol").loc[pd.Timestamp("2021-06-01")]
+    raw = real_bars("BTC-USD", end=end).set_index("date")["adj_close"]
+    year = raw[pd.Timestamp("2021-06-01")] / raw[pd.Timestamp("2020-06-01")] - 1
+    month = raw[pd.Timestamp("2021-06-01")] / raw[pd.Timestamp("2021-05-02")] - 1
+    assert btc["momentum_12_1"] == pytest.approx(year - month, rel=1e-12)

@@ -213,12 +213,14 @@ def test_confidence_is_clipped() -> None:
     assert one(asset(0.90, 99, 98, 100, 90)).confidence == 0.0  # SELL against +90% momentum
 
 
-def test_confidence_uses_the_symbols_annualisation() -> None:
+def test_confidence_spans_the_same_time_on_every_calendar() -> None:
+    # momentum_60 spans 60 XNYS sessions = 60 / 252 of a year on every calendar (a 24/7
+    # asset's window is 87 daily bars), so the horizon's sd uses 252 for BTC-USD too:
+    # sigma = 0.20 * sqrt(60 / 252) = 0.097590; z = 0.03 / 0.097590 = 0.3074 -> 0.5769
     factors = asset(0.05, 101, 100, 99, 120)
     snap = snapshot({"BTC-USD": factors}, periods={"BTC-USD": 365})
     (s,) = generate_signals(snap, reading(15), SIGNALS)
-    # sigma = 0.20 * sqrt(60 / 365) = 0.081088; z = 0.03 / 0.081088 = 0.3700 -> 0.5925
-    assert s.confidence == pytest.approx(0.5 + 0.25 * 0.03 / (0.2 * math.sqrt(60 / 365)))
+    assert s.confidence == pytest.approx(0.5 + 0.25 * 0.03 / (0.2 * math.sqrt(60 / 252)))
 
 
 def test_missing_factors_give_hold_with_reason() -> None:

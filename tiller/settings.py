@@ -163,7 +163,12 @@ class ValidationConfig(_Frozen):
 
 
 class FactorConfig(_Frozen):
-    """Factor windows (sessions) and annualisation (periods per year per calendar)."""
+    """Factor windows and annualisation (periods per year per calendar).
+
+    Windows are counted in sessions of ``window_calendar`` (XNYS); an asset on another
+    calendar uses the same span of time, ``round(n * its periods per year / the window
+    calendar's)`` of its own bars (a 252-session window is 365 days of a 24/7 asset).
+    """
 
     momentum_windows: list[int] = Field(default_factory=lambda: [60, 120])
     volatility_windows: list[int] = Field(default_factory=lambda: [20, 60])
@@ -173,6 +178,21 @@ class FactorConfig(_Frozen):
     momentum_long: int = Field(252, ge=2)
     momentum_skip: int = Field(21, ge=1)
     periods_per_year: dict[str, int] = Field(default_factory=lambda: {"XNYS": 252, "24/7": 365})
+    window_calendar: str = "XNYS"
+
+    @model_validator(mode="after")
+    def _window_calendar_known(self) -> FactorConfig:
+        if self.window_calendar not in self.periods_per_year:
+            raise ValueError(
+                f"window_calendar {self.window_calendar!r} has no periods_per_year "
+                f"(known: {', '.join(self.periods_per_year)})"
+            )
+        return self
+
+    def bars_for(self, sessions: int, calendar: str) -> int:
+        """Bars of ``calendar`` spanning ``sessions`` sessions of ``window_calendar``."""
+        scale = self.periods_per_year[calendar] / self.periods_per_year[self.window_calendar]
+        return max(1, round(sessions * scale))
 
     @model_validator(mode="after")
     def _skip_shorter_than_long(self) -> FactorConfig:

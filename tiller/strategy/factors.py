@@ -15,8 +15,16 @@ where ``adj_close`` is NaN), and ``open``/``high``/``low`` are scaled by the
 same per-row factor ``adj_close / close``.  So split and dividend gaps do not
 show up as returns or true ranges, and ``atr_{n}`` and the SMAs are in the same
 units as the ``close`` column (the adjusted close), so ``close > sma_200`` and
-``atr_14 / close`` are meaningful.  Windows count the symbol's own bars
-(sessions of its calendar: XNYS for ETFs, every day for 24/7 crypto).
+``atr_14 / close`` are meaningful.
+
+Windows
+-------
+A window ``n`` is ``n`` sessions of the window calendar (``window_calendar``, XNYS) and
+means the same span of time for every asset: an asset on another calendar uses
+``round(n * A_asset / A_window)`` of its own bars (:meth:`FactorConfig.bars_for`), so a
+24/7 asset's ``momentum_12_1`` spans 365 - 30 days, like an ETF's 252 - 21 sessions.
+The factor names keep ``n`` (``sma_200`` is 290 daily bars of BTC-USD).  Below, ``n``
+stands for the scaled count.
 
 Factors (``n`` from :class:`~tiller.settings.FactorConfig`)
 -----------------------------------------------------------
@@ -77,7 +85,12 @@ PERIODS_PER_YEAR = "periods_per_year"
 """Bookkeeping column of the panel (not a factor): the symbol's annualisation."""
 BOOKKEEPING: tuple[str, ...] = (PERIODS_PER_YEAR,)
 MIN_HISTORY_ATTR = "min_history"
-"""``panel.attrs`` key: factor -> bars of history it needs (used for the missing reasons)."""
+"""``panel.attrs`` key: factor -> window-calendar bars of history it needs (used for the
+missing reasons; scaled to each symbol's calendar by its periods per year)."""
+NEED_BY_PERIODS_ATTR = "min_history_by_periods"
+"""``panel.attrs`` key: periods per year -> (factor -> bars needed on that calendar)."""
+WINDOW_PERIODS_ATTR = "window_periods_per_year"
+"""``panel.attrs`` key: periods per year of the window calendar (252 for XNYS)."""
 
 _PANEL_INDEX = ["date", "symbol"]
 _NEEDED = ("symbol", "date", "high", "low", "close")
@@ -105,6 +118,9 @@ class FactorSnapshot:
         Symbol -> number of its bars on or before ``as_of``.
     periods_per_year:
         Symbol -> annualisation used for its volatilities (252 XNYS, 365 24/7).
+    window_periods:
+        Periods per year of the window calendar: a window of ``n`` sessions spans
+        ``n / window_periods`` years for every symbol.
     """
 
     as_of: date
@@ -113,6 +129,7 @@ class FactorSnapshot:
     bar_dates: Mapping[str, date]
     history: Mapping[str, int]
     periods_per_year: Mapping[str, int]
+    window_periods: int = 252
 
     @property
     def symbols(self) -> tuple[str, ...]:
@@ -171,29 +188,36 @@ class FactorSnapshot:
         return self.values.pivot(index="symbol", columns="factor", values="value")
 
 
-def min_history(config: FactorConfig) -> dict[str, int]:
+def min_history(config: FactorConfig, calendar: str | None = None) -> dict[str, int]:
     """Bars of history each factor needs before its first value (see the module docstring).
 
     Parameters
     ----------
     config:
         The factor windows.
+    calendar:
+        The asset's calendar (default: the window calendar); windows are scaled to it.
 
     Returns
     -------
     dict
         Factor name -> minimum number of the symbol's bars (including the current one).
     """
+    cal = calendar or config.window_calendar
+
+    def bars(n: int) -> int:
+        return config.bars_for(n, cal)
+
     need: dict[str, int] = {CLOSE: 1}
     for n in config.momentum_windows:
-        need[f"momentum_{n}"] = n + 1
+        need[f"momentum_{n}"] = bars(n) + 1
     for n in config.volatility_windows:
-        need[f"volatility_{n}"] = n + 1
+        need[f"volatility_{n}"] = bars(n) + 1
     for n in config.sma_windows:
-        need[f"sma_{n}"] = n
-    need[f"rsi_{config.rsi_window}"] = config.rsi_window + 1
-    need[f"atr_{config.atr_window}"] = config.atr_window
-    need[MOMENTUM_12_1] = config.momentum_long + 1
+        need[f"sma_{n}"] = bars(n)
+    need[f"rsi_{config.rsi_window}"] = bars(config.rsi_window) + 1
+    need[f"atr_{config.atr_window}"] = bars(config.atr_window)
+    need[MOMENTUM_12_1] = bars(config.momentum_long) + 1
     return need
 
 
@@ -274,7 +298,7 @@ def factor_panel(
             )
         group = group.sort_values("date")
         periods = config.periods_per_year[calendar]
-        frame = _symbol_factors(group, config, periods, ta)
+        frame = _symbol_factors(group, config, calendar, ta)
         frame[PERIODS_PER_YEAR] = periods
         frame.insert(0, "symbol", symbol)
         frame.insert(0, "date", pd.DatetimeIndex(group["date"]).as_unit("ns"))
@@ -282,13 +306,23 @@ def factor_panel(
     panel = pd.concat(frames, ignore_index=True).set_index(_PANEL_INDEX).sort_index()
     panel = panel[columns]
     panel.attrs[MIN_HISTORY_ATTR] = need
+    panel.attrs[WINDOW_PERIODS_ATTR] = config.periods_per_year[config.window_calendar]
+    panel.attrs[NEED_BY_PERIODS_ATTR] = {
+        p: min_history(config, c) for c, p in config.periods_per_year.items()
+    }
     return panel
 
 
 def _symbol_factors(
-    group: pd.DataFrame, config: FactorConfig, periods_per_year: int, ta: Any
+    group: pd.DataFrame, config: FactorConfig, calendar: str, ta: Any
 ) -> pd.DataFrame:
-    """Factors of one symbol's bars (rows in date order), on a RangeIndex."""
+    """Factors of one symbol's bars (rows in date order), on a RangeIndex; windows scaled
+    to the symbol's calendar, columns named by the window-calendar sessions."""
+    periods_per_year = config.periods_per_year[calendar]
+
+    def bars(n: int) -> int:
+        return config.bars_for(n, calendar)
+
     raw_close = pd.Series(group["close"].to_numpy(dtype=float))
     if "adj_close" in group.columns:
         price = pd.Series(group["adj_close"].to_numpy(dtype=float)).fillna(raw_close)
@@ -300,23 +334,25 @@ def _symbol_factors(
     n_rows = len(price)
 
     out: dict[str, pd.Series] = {CLOSE: price}
-    for n in config.momentum_windows:
-        out[f"momentum_{n}"] = price / price.shift(n) - 1.0
+    for w in config.momentum_windows:
+        out[f"momentum_{w}"] = price / price.shift(bars(w)) - 1.0
     returns = price / price.shift(1) - 1.0
-    for n in config.volatility_windows:
-        out[f"volatility_{n}"] = returns.rolling(n, min_periods=n).std(ddof=1) * math.sqrt(
+    for w in config.volatility_windows:
+        n = bars(w)
+        out[f"volatility_{w}"] = returns.rolling(n, min_periods=n).std(ddof=1) * math.sqrt(
             periods_per_year
         )
-    for n in config.sma_windows:
-        out[f"sma_{n}"] = price.rolling(n, min_periods=n).mean()
+    for w in config.sma_windows:
+        n = bars(w)
+        out[f"sma_{w}"] = price.rolling(n, min_periods=n).mean()
 
-    n = config.rsi_window
+    n = bars(config.rsi_window)
     rsi = ta.rsi(price, length=n) if n_rows > n else None
     rsi = _blank(rsi, n_rows)
     rsi.iloc[:n] = np.nan  # fewer than n price changes: not an RSI yet
-    out[f"rsi_{n}"] = rsi
+    out[f"rsi_{config.rsi_window}"] = rsi
 
-    n = config.atr_window
+    n = bars(config.atr_window)
     previous = price.shift(1)
     true_range = pd.concat(
         [high - low, (high - previous).abs(), (low - previous).abs()], axis=1
@@ -330,9 +366,9 @@ def _symbol_factors(
         seeded.iloc[: n - 1] = np.nan
         seeded.iloc[n - 1] = seed
         atr = ta.rma(seeded, length=n)
-    out[f"atr_{n}"] = _blank(atr, n_rows)
+    out[f"atr_{config.atr_window}"] = _blank(atr, n_rows)
 
-    long, skip = config.momentum_long, config.momentum_skip
+    long, skip = bars(config.momentum_long), bars(config.momentum_skip)
     out[MOMENTUM_12_1] = (price / price.shift(long) - 1.0) - (price / price.shift(skip) - 1.0)
     frame = pd.DataFrame({k: v.to_numpy(dtype=float) for k, v in out.items()})
     return frame
@@ -418,6 +454,11 @@ def factors_at(panel: pd.DataFrame, as_of: date, exclude: Collection[str] = ()) 
         else {}
     )
 
+    by_periods = panel.attrs.get(NEED_BY_PERIODS_ATTR, {})
+
+    def need_of(symbol: str) -> Mapping[str, int]:
+        return by_periods.get(periods.get(symbol), need)
+
     ranks: dict[str, float] = {}
     if MOMENTUM_12_1 in factor_names:
         m121 = pd.Series(block[:, factor_names.index(MOMENTUM_12_1)], index=symbols).dropna()
@@ -431,7 +472,9 @@ def factors_at(panel: pd.DataFrame, as_of: date, exclude: Collection[str] = ()) 
         for j, factor in enumerate(factor_names):
             value = block[i, j]
             if np.isnan(value):
-                reasons.append((symbol, factor, _reason(factor, need, counts, bar_dates, symbol)))
+                reasons.append(
+                    (symbol, factor, _reason(factor, need_of(symbol), counts, bar_dates, symbol))
+                )
             else:
                 out_symbols.append(symbol)
                 out_factors.append(factor)
@@ -441,7 +484,7 @@ def factors_at(panel: pd.DataFrame, as_of: date, exclude: Collection[str] = ()) 
             out_factors.append(RANK)
             out_values.append(ranks[symbol])
         elif MOMENTUM_12_1 in factor_names:
-            why = _reason(MOMENTUM_12_1, need, counts, bar_dates, symbol)
+            why = _reason(MOMENTUM_12_1, need_of(symbol), counts, bar_dates, symbol)
             reasons.append((symbol, RANK, f"no {MOMENTUM_12_1} to rank ({why})"))
     values = pd.DataFrame(
         {
@@ -458,6 +501,7 @@ def factors_at(panel: pd.DataFrame, as_of: date, exclude: Collection[str] = ()) 
         bar_dates=bar_dates,
         history=counts,
         periods_per_year=periods,
+        window_periods=int(panel.attrs.get(WINDOW_PERIODS_ATTR, 252)),
     )
 
 

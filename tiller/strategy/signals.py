@@ -31,8 +31,10 @@ deviations of an ``h``-session return (``h`` = the momentum window)::
             = sell_momentum - m           (SELL, STRONG_SELL; negative when a
                                            SELL fired on P < SMA50 alone)
     sigma_h = vol * sqrt(h / A)           (vol = the symbol's longest-window
-                                           annualised volatility, A its periods
-                                           per year: 252 XNYS, 365 24/7)
+                                           annualised volatility, A the window
+                                           calendar's periods per year, 252: the
+                                           h sessions span h / 252 years for
+                                           every asset)
     z       = e / sigma_h                 (0 when sigma_h is 0)
     confidence = clip(0.5 + 0.25 * z, 0, 1)
 
@@ -338,8 +340,7 @@ def _rule(
         )
 
     vol_name, vol_value = vol
-    periods = snapshot.periods_per_year.get(symbol, 252)
-    sigma = vol_value * math.sqrt(horizon / periods)
+    sigma = vol_value * math.sqrt(horizon / snapshot.window_periods)
     if kind.is_buy:
         threshold, excess = config.buy_momentum, m - config.buy_momentum
     else:
