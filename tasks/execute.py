@@ -31,8 +31,6 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, select
 
 from tasks.audit import AuditLog
@@ -44,6 +42,7 @@ from tiller.execution.accounting import (
     NavSnapshot,
     Portfolio,
     PositionState,
+    align_to_broker,
     apply_fill,
     check_invariants,
     snapshot,
@@ -174,15 +173,22 @@ class Executor:
         self.unreachable: str | None = None
 
     # -------------------------------------------------------------- orders
-    def _open_local_orders(self) -> list[dict[str, Any]]:
-        """Orders not final yet: stored ones, with this run's unsaved updates taking precedence."""
-        final = [s.value for s in OrderStatus if s.terminal] + ["failed", "planned"]
+    def _open_local_orders(self, planned: bool = False) -> list[dict[str, Any]]:
+        """Orders not final yet: stored ones, with this run's unsaved updates taking
+        precedence; with ``planned`` also those written ahead but not known to be sent."""
+        final = [s.value for s in OrderStatus if s.terminal] + ["failed", "abandoned"]
+        if not planned:
+            final.append("planned")
         query = select(ORDERS).where(ORDERS.c.status.not_in(final))
         stored = {
             str(r["client_order_id"]): dict(r) for r in self.store.select(query).to_dict("records")
         }
         merged = {**stored, **self.orders}
         return [r for r in merged.values() if r["status"] not in final]
+
+    def open_symbols(self) -> set[str]:
+        """Symbols with an order that may still fill (sent, not final)."""
+        return {str(r["symbol"]) for r in self._open_local_orders()}
 
     def _row(self, cid: str) -> dict[str, Any] | None:
         if cid in self.orders:
@@ -237,8 +243,15 @@ class Executor:
         self.orders[row["client_order_id"]] = row
 
     def sync(self) -> None:
-        """Read every open order back from the broker and apply new fills."""
-        for row in self._open_local_orders():
+        """Read every unfinished order back from the broker and book new fills once.
+
+        Orders written ahead but never confirmed as sent (``planned``, e.g. after a crash
+        between submit and persist) are looked up by client order id first: found, they
+        are adopted with their fills (before :meth:`reconcile`, so a fill is booked once);
+        not found and planned on an earlier day, they are ``abandoned`` (a decision is
+        only sent on its own day).
+        """
+        for row in self._open_local_orders(planned=True):
             try:
                 found = (
                     self.broker.get_order(row["broker_order_id"])
@@ -251,47 +264,51 @@ class Executor:
                 )
                 continue
             if found is not None:
+                if row["status"] == "planned":
+                    self.audit.add(
+                        "order_adopted",
+                        {"status": found.status.value},
+                        row["correlation_id"],
+                        row["symbol"],
+                    )
                 self._absorb(row, found)
+            elif row["status"] == "planned" and row["as_of"] < self.ctx.as_of:
+                row.update(
+                    status="abandoned",
+                    reason=f"planned on {row['as_of']} but never sent (that run stopped "
+                    "before submitting); not sent later: an order is for its own day",
+                    updated_at=utcnow(),
+                )
+                self.orders[row["client_order_id"]] = row
+                self.audit.add(
+                    "order_abandoned",
+                    {"reason": row["reason"]},
+                    row["correlation_id"],
+                    row["symbol"],
+                )
 
     # ------------------------------------------------------- reconciliation
     def reconcile(self) -> None:
-        """Make the book agree with the broker (positions and cash); audit each difference.
-
-        The adjustment is booked into realized P&L, ``cash change + sum of cost-basis
-        changes`` (USD), so NAV = initial capital + realized + unrealized - fees still holds.
-        """
-        broker_positions = {p.symbol: p for p in self.broker.positions()}
-        symbols = sorted(set(broker_positions) | set(self.book.positions))
-        positions = dict(self.book.positions)
-        adjustment = 0.0
-        for symbol in symbols:
-            before = positions.get(symbol)
-            local = before.qty if before else 0.0
-            remote = broker_positions[symbol].qty if symbol in broker_positions else 0.0
-            if abs(local - remote) <= 1e-9:
-                continue
-            if remote:
-                avg = broker_positions[symbol].avg_entry_price
-                positions[symbol] = PositionState.from_avg_cost(symbol, remote, avg)
-            else:
-                positions.pop(symbol, None)
-            after = positions.get(symbol)
-            adjustment += (after.cost_basis if after else 0.0) - (
-                before.cost_basis if before else 0.0
-            )
-            self._discrepancy(symbol, local, remote)
-        cash = self.book.cash
-        broker_cash = self.broker.account().cash
-        if abs(cash - broker_cash) > CASH_TOLERANCE:
-            self._discrepancy("CASH", cash, broker_cash)
-            adjustment += broker_cash - cash
-            cash = broker_cash
+        """Make the book agree with the broker (positions and cash); audit each difference
+        (:func:`~tiller.execution.accounting.align_to_broker`: symbols with an open order,
+        and cash while any order is open, wait for the next run)."""
+        aligned = align_to_broker(
+            self.book,
+            self.broker.positions(),
+            self.broker.account().cash,
+            self.open_symbols(),
+            CASH_TOLERANCE,
+        )
+        for d in aligned.discrepancies:
+            self._discrepancy(d.symbol, d.local_qty, d.broker_qty)
+        if aligned.cash is not None:
+            self._discrepancy("CASH", *aligned.cash)
         self.book = Portfolio(
-            round(cash, 2),
-            positions,
-            round(self.book.realized_pnl + adjustment, 2),
-            self.book.fees,
-            self.book.peak_nav,
+            round(aligned.book.cash, 2),
+            aligned.book.positions,
+            round(aligned.book.realized_pnl, 2),
+            aligned.book.fees,
+            aligned.book.peak_nav,
         )
 
     def _discrepancy(self, symbol: str, local: float, remote: float) -> None:
@@ -411,6 +428,8 @@ class Executor:
         query = select(ORDERS).where(ORDERS.c.as_of == self.ctx.as_of, ORDERS.c.status == "planned")
         for record in self.store.select(query).to_dict("records"):
             row: dict[str, Any] = self.orders.get(str(record["client_order_id"]), dict(record))
+            if row["status"] != "planned":  # adopted or abandoned by sync() in this run
+                continue
             request = OrderRequest(
                 row["client_order_id"],
                 row["symbol"],
@@ -555,6 +574,12 @@ def execute(
         executor.write_ahead(executor.plan(result, decision))
     executor.send_planned()
     executor.settle()
+    try:
+        executor.reconcile()  # the book leaves the run equal to the broker
+    except BrokerError as exc:
+        if not exc.kind.transient:
+            raise
+        executor.audit.add("reconcile_deferred", {"error": exc.detail})
     return executor.report()
 
 
@@ -662,6 +687,3 @@ def orders_stage(
     if outcome.value is not None:
         outcome.value.audit.flush()
     return outcome
-
-
-orders = task(name="orders", cache_policy=NO_CACHE)(orders_stage)

@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, delete
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
@@ -117,7 +116,7 @@ def ingest_stage(ctx: RunContext) -> StageOutcome:
     return run_stage(ctx, STAGE, key, compute, persist)
 
 
-def _retry_when_transient(task, task_run, state) -> bool:
+def retry_when_transient(task: object, task_run: object, state: Any) -> bool:
     """Retry only when every failing source failed transiently (rate limit, 5xx, timeout)."""
     try:
         state.result()
@@ -126,12 +125,3 @@ def _retry_when_transient(task, task_run, state) -> bool:
     except Exception:
         return False
     return False
-
-
-ingest = task(
-    name=STAGE,
-    retries=2,
-    retry_delay_seconds=[10, 60],
-    retry_condition_fn=_retry_when_transient,
-    cache_policy=NO_CACHE,
-)(ingest_stage)

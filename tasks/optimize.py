@@ -5,8 +5,6 @@ from __future__ import annotations
 import json
 from collections.abc import Sequence
 
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
@@ -91,6 +89,3 @@ def optimize_stage(
         return "completed", f"target_weights?as_of={ctx.as_of.isoformat()}"
 
     return run_stage(ctx, "optimize", key, compute, persist, recompute_on_skip=True)
-
-
-optimize = task(name="optimize", cache_policy=NO_CACHE)(optimize_stage)

@@ -10,14 +10,13 @@ the notifier.  A notification failure never fails the stage.
 from __future__ import annotations
 
 import json
+import sys
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
@@ -275,6 +274,8 @@ def write_report(
 
 def publish(rendered: RenderedReport, html_path: Path) -> None:
     """Prefect artifacts (a markdown summary and a table) when running inside a flow."""
+    if "prefect" not in sys.modules:  # a local run (no Prefect imported): nothing to publish
+        return
     from prefect.context import FlowRunContext
 
     if FlowRunContext.get() is None:
@@ -323,6 +324,3 @@ def report_stage(ctx: RunContext) -> StageOutcome:
         publish(outcome.value, paths["html"])
         notify(ctx.settings, ctx.store, outcome.value, paths["html"])
     return outcome
-
-
-report = task(name="report", cache_policy=NO_CACHE)(report_stage)

@@ -8,8 +8,6 @@ from dataclasses import dataclass
 from datetime import date, timedelta
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
@@ -196,6 +194,3 @@ def risk_stage(ctx: RunContext, signals: Sequence[Signal]) -> StageOutcome:
         return "completed", f"risk_decisions?as_of={ctx.as_of.isoformat()}"
 
     return run_stage(ctx, "risk", key, compute, persist, recompute_on_skip=True)
-
-
-risk = task(name="risk", cache_policy=NO_CACHE)(risk_stage)

@@ -10,8 +10,6 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection
 
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
@@ -149,8 +147,3 @@ def signals_stage(ctx: RunContext, snapshot: FactorSnapshot, regime: RegimeReadi
         return "completed", f"signals?as_of={ctx.as_of.isoformat()}"
 
     return run_stage(ctx, "signals", key, compute, persist, recompute_on_skip=True)
-
-
-factors = task(name="factors", cache_policy=NO_CACHE)(factors_stage)
-regime = task(name="regime", cache_policy=NO_CACHE)(regime_stage)
-signals = task(name="signals", cache_policy=NO_CACHE)(signals_stage)

@@ -5,8 +5,6 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, delete, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
@@ -117,6 +115,3 @@ def validate_stage(ctx: RunContext) -> StageOutcome:
         return status, f"data_quality_reports:{report_id}"
 
     return run_stage(ctx, STAGE, key, compute, persist)
-
-
-validate = task(name=STAGE, cache_policy=NO_CACHE)(validate_stage)

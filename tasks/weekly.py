@@ -6,8 +6,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
-from prefect import task
-from prefect.cache_policies import NO_CACHE
 from sqlalchemy import Connection, func, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
@@ -137,6 +135,3 @@ def weekly_report_stage(ctx: RunContext) -> StageOutcome:
         publish(outcome.value, paths["html"])
         notify(ctx.settings, ctx.store, outcome.value, paths["html"])
     return outcome
-
-
-weekly_report = task(name="weekly-report", cache_policy=NO_CACHE)(weekly_report_stage)

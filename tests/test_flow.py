@@ -33,7 +33,7 @@ def _count(store: Store, table) -> int:  # type: ignore[no-untyped-def]
 def _run(as_of: date = AS_OF, force: bool = False) -> dict:
     from tiller.cli import run_daily_flow
 
-    return run_daily_flow(as_of, force)
+    return run_daily_flow(as_of, force, prefect=True)
 
 
 def test_run_resume_and_force(env: str) -> None:
@@ -90,14 +90,15 @@ def test_a_blocking_failure_stops_the_flow_and_names_symbol_date_and_check(
     assert _run()["stages"] == {"ingest": "skipped", "validate": "completed"}
 
 
-def test_a_bad_setting_fails_the_run_with_a_clear_message(
+def test_a_bad_setting_is_refused_before_anything_is_written(
     env: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    from tiller.errors import TillerError
+
     monkeypatch.setenv("TILLER_DATA_SOURCES", "massive")
-    summary = _run()
-    assert summary["status"] == "failed"
-    assert summary["stages"] == {"ingest": "failed"}
-    assert "MASSIVE_API_KEY is not set" in summary["error"]
+    with pytest.raises(TillerError, match="MASSIVE_API_KEY is not set"):
+        _run()
+    assert _count(Store.open(env), RUNS) == 0
 
 
 def test_risk_returns_use_exchange_sessions_not_crypto_weekends(env: str, make_settings) -> None:

@@ -59,9 +59,9 @@ def test_daily_reports_weekly_review_and_summaries(
     with FakeServer(Hook) as hook:
         monkeypatch.setenv("TILLER_NOTIFY_URLS", f"json://127.0.0.1:{hook.port}/hook")
         for day in DAYS:
-            summary = run_daily_flow(day, force=False)
+            summary = run_daily_flow(day, force=False, prefect=True)
             assert summary["status"] == "completed", summary["error"]
-        weekly = run_weekly_flow(DAYS[-1], force=False)
+        weekly = run_weekly_flow(DAYS[-1], force=False, prefect=True)
     assert weekly["status"] == "completed", weekly["error"]
 
     daily_json = Path(summary["reports"]["daily"]["json"])

@@ -139,7 +139,8 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
             text=True,
             timeout=700,
         )
-        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:]
+        served = (tmp_path / "serve.log").read_text(errors="replace")[-4000:]
+        assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + served
         assert "Completed" in run.stdout + run.stderr
     finally:
         _stop(serve)

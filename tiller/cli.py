@@ -62,21 +62,73 @@ def _settings():
     return settings
 
 
-def run_daily_flow(as_of: date | None, force: bool) -> dict[str, Any]:
+def use_prefect(requested: bool) -> bool:
+    """Run through Prefect when asked to (``--prefect``) or when a Prefect server is
+    configured (``PREFECT_API_URL``): then the run shows in the Prefect UI.  Otherwise the
+    same stages run in this process, without a server."""
+    import os
+
+    return requested or bool(os.environ.get("PREFECT_API_URL"))
+
+
+def run_daily_flow(as_of: date | None, force: bool, prefect: bool = False) -> dict[str, Any]:
     """Run ``daily-rebalance`` in this process and return its summary (never raises for a
-    blocked or failed run: the summary says so)."""
+    blocked or failed run: the summary says so; a check that fails before anything is
+    written raises :class:`TillerError`)."""
     settings = _settings()
-    from flows.daily_rebalance import daily_rebalance
+    from tasks.daily import run_daily
+    from tasks.preflight import check_settings, resolve_as_of
 
-    return _run_flow(settings, daily_rebalance, "daily-rebalance", as_of, force)
+    day = resolve_as_of(as_of)  # before any server starts
+    check_settings(settings)
+    if use_prefect(prefect):
+        from flows.daily_rebalance import daily_rebalance
+
+        return _run_flow(settings, daily_rebalance, "daily-rebalance", day, force)
+    from tasks.daily import plain_stages
+
+    return _run_local(
+        settings, lambda run_id: run_daily(settings, day, force, plain_stages(), run_id=run_id)
+    )
 
 
-def run_weekly_flow(as_of: date | None, force: bool) -> dict[str, Any]:
+def run_weekly_flow(as_of: date | None, force: bool, prefect: bool = False) -> dict[str, Any]:
     """Run ``weekly-review`` in this process and return its summary."""
     settings = _settings()
-    from flows.weekly_review import weekly_review
+    from tasks.preflight import check_home, resolve_as_of
+    from tasks.review import run_weekly
 
-    return _run_flow(settings, weekly_review, "weekly-review", as_of, force)
+    day = resolve_as_of(as_of)
+    check_home(settings)
+    if use_prefect(prefect):
+        from flows.weekly_review import weekly_review
+
+        return _run_flow(settings, weekly_review, "weekly-review", day, force)
+    return _run_local(settings, lambda run_id: run_weekly(settings, day, force, run_id=run_id))
+
+
+def _run_local(settings: Any, run: Any) -> dict[str, Any]:
+    """Call ``run(run_id)`` here and summarise the run it recorded; a failure before the
+    run was recorded (a check, the run lock) is raised as the one-line error it is."""
+    from flows.summary import summarize
+    from tiller.store.repo import Store
+
+    run_id = str(uuid.uuid4())
+    try:
+        run(run_id)
+    except Exception:
+        store = Store.open(settings.db_url, migrate=False)
+        try:
+            if store.run(run_id) is None:
+                raise
+            return {**summarize(store, run_id), "orchestrator": "local"}
+        finally:
+            store.close()
+    store = Store.open(settings.db_url, migrate=False)
+    try:
+        return {**summarize(store, run_id), "orchestrator": "local"}
+    finally:
+        store.close()
 
 
 def _run_flow(
@@ -90,7 +142,7 @@ def _run_flow(
     try:
         store = Store.open(settings.db_url, migrate=False)
         if store.run(run_id) is not None:
-            return summarize(store, run_id)
+            return {**summarize(store, run_id), "orchestrator": "prefect"}
     except TillerError:
         pass
     error = state.message or "the flow failed before it started"
@@ -106,6 +158,7 @@ def _run_flow(
         "error": error,
         "run_id": None,
         "data_quality": None,
+        "orchestrator": "prefect",
     }
 
 
@@ -123,28 +176,41 @@ def _print_summary(summary: dict[str, Any]) -> None:
         typer.echo(f"  error: {summary['error']}")
 
 
+Prefect = Annotated[
+    bool,
+    typer.Option(
+        "--prefect",
+        help="Run as a Prefect flow even without PREFECT_API_URL (starts Prefect's "
+        "temporary server). With PREFECT_API_URL set, runs always go through Prefect.",
+    ),
+]
+
+
 @run_app.command("daily")
 def run_daily(
     as_of: AsOf = None,
     force: Annotated[bool, typer.Option("--force", help="Recompute completed stages.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    prefect: Prefect = False,
 ) -> None:
     """Run the daily-rebalance flow for one session."""
+    _run_command(
+        "daily-rebalance",
+        as_of,
+        as_json,
+        lambda: run_daily_flow(_date(as_of, "--as-of"), force, prefect),
+    )
+
+
+def _run_command(flow: str, as_of: str | None, as_json: bool, run: Any) -> None:
+    """Print a run's summary (JSON or text); exit 1 unless completed, 2 on a check that
+    failed before the run started (one line, also as JSON with ``--json``)."""
     try:
-        summary = run_daily_flow(_date(as_of, "--as-of"), force)
+        summary = run()
     except TillerError as exc:
         if as_json:
-            typer.echo(
-                json.dumps(
-                    {
-                        "flow": "daily-rebalance",
-                        "as_of": as_of,
-                        "status": "failed",
-                        "stages": {},
-                        "error": str(exc),
-                    }
-                )
-            )
+            failed: dict[str, Any] = {"flow": flow, "as_of": as_of, "status": "failed"}
+            typer.echo(json.dumps({**failed, "stages": {}, "error": str(exc)}))
             raise typer.Exit(2) from None
         _fail(str(exc))
         return
@@ -161,19 +227,15 @@ def run_weekly(
     as_of: AsOf = None,
     force: Annotated[bool, typer.Option("--force", help="Rebuild the review.")] = False,
     as_json: Annotated[bool, typer.Option("--json", help="Print the summary as JSON.")] = False,
+    prefect: Prefect = False,
 ) -> None:
     """Run the weekly-review flow for the week ending ``--as-of``."""
-    try:
-        summary = run_weekly_flow(_date(as_of, "--as-of"), force)
-    except TillerError as exc:
-        _fail(str(exc))
-        return
-    if as_json:
-        typer.echo(json.dumps(summary))
-    else:
-        _print_summary(summary)
-    if summary["status"] != "completed":
-        raise typer.Exit(1)
+    _run_command(
+        "weekly-review",
+        as_of,
+        as_json,
+        lambda: run_weekly_flow(_date(as_of, "--as-of"), force, prefect),
+    )
 
 
 def _rerender(kind: str, as_of: str | None) -> None:

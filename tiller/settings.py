@@ -525,6 +525,8 @@ class Settings(BaseSettings):
     history_start: date = date(2016, 1, 4)
     synthetic_seed: int = 7
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    # A second run of a flow waits this long for the first to finish, then gives up.
+    run_lock_wait_seconds: float = Field(60, ge=0, le=3600)
 
     assets: dict[str, AssetSpec]
     universe_groups: dict[str, list[str]]

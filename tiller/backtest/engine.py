@@ -340,7 +340,8 @@ class _Replay:
         daily_rows: list[dict[str, Any]] = []
         weight_rows: list[dict[str, float]] = []
         trades: list[dict[str, Any]] = []
-        events = self.events = []
+        events: list[dict[str, Any]] = []
+        self.events = events
         self.gone: set[str] = set()
         fixed = settings.optimize.fixed_weights if settings.optimize.method == "fixed" else None
         confirm_after = settings.backtest.l4_confirm_after_sessions

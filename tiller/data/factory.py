@@ -60,6 +60,33 @@ def build_provider(source: DataSource, settings: Settings) -> DataProvider:
     raise ConfigError(f"TILLER_DATA_SOURCES: unknown data source {source.kind!r}")
 
 
+def check_sources(settings: Settings) -> None:
+    """What can be checked of ``TILLER_DATA_SOURCES`` without a network call or an SDK
+    import: CSV folders exist, keyed sources have their keys.
+
+    Raises
+    ------
+    ConfigError
+        The first problem, naming the setting and what to do.
+    """
+    keys = {
+        "massive": [("MASSIVE_API_KEY", settings.massive_api_key)],
+        "alpaca": [
+            ("ALPACA_API_KEY", settings.alpaca_api_key),
+            ("ALPACA_SECRET_KEY", settings.alpaca_secret_key),
+        ],
+        "fred": [("FRED_API_KEY", settings.fred_api_key)],
+    }
+    for source in settings.data_sources:
+        if source.kind == "csv" and (source.path is None or not source.path.is_dir()):
+            raise ConfigError(
+                f"TILLER_DATA_SOURCES: csv folder {source.path} does not exist or is not a "
+                "folder; give csv:<folder holding SYMBOL.csv files>"
+            )
+        for name, value in keys.get(source.kind, []):
+            _secret(value, name, source.kind)
+
+
 def build_chain(settings: Settings) -> ProviderChain:
     """The configured providers in order, each with its process-wide circuit breaker."""
     providers = [(str(s), build_provider(s, settings)) for s in settings.data_sources]

@@ -450,3 +450,69 @@ def reconcile(
         if abs(theirs - mine) > tolerance:
             out.append(Discrepancy(symbol, mine, theirs))
     return out
+
+
+@dataclass(frozen=True)
+class Alignment:
+    """The book after :func:`align_to_broker`, and what differed."""
+
+    book: Portfolio
+    discrepancies: list[Discrepancy]
+    cash: tuple[float, float] | None  # (book cash, broker cash) when they differed
+    deferred: tuple[str, ...]  # symbols not compared: an order on them is still open
+
+
+def align_to_broker(
+    book: Portfolio,
+    broker_positions: Sequence[BrokerPosition],
+    broker_cash: float,
+    open_symbols: Iterable[str] = (),
+    cash_tolerance: float = 0.05,
+) -> Alignment:
+    """Resolve the book to the broker's positions and cash (the broker is the truth).
+
+    Symbols with an order still open are not compared (``deferred``): a fill landing
+    between reading the order and reading the positions would otherwise be booked twice,
+    once here and once when the order's fill is read; for the same reason cash is only
+    compared when no order is open.  A differing position takes the broker's quantity
+    and average price (``cost_basis = round(qty * avg)``); a differing cash the broker's.
+    Every adjustment goes to realized P&L (``Δcash + Σ Δcost_basis``, USD), so
+    ``NAV = initial + realized + unrealized - fees`` still holds.
+
+    Worked example: the book holds 10 SPY at a $4,000 basis and $6,000 cash; the broker
+    reports 12 SPY at $401 and $5,198: SPY's basis becomes 12 x 401 = $4,812 (+812), cash
+    $5,198 (-802), realized P&L += 812 - 802 = +$10.
+    """
+    skip = set(open_symbols)
+    comparable = [p for p in broker_positions if p.symbol not in skip]
+    local = {s: q for s, q in book.quantities().items() if s not in skip}
+    found = reconcile(local, comparable)
+    by_symbol = {p.symbol: p for p in comparable}
+    positions = dict(book.positions)
+    adjustment = 0
+    for d in found:
+        before = positions.get(d.symbol)
+        if d.broker_qty:
+            after = PositionState.from_avg_cost(
+                d.symbol, d.broker_qty, by_symbol[d.symbol].avg_entry_price
+            )
+            positions[d.symbol] = after
+        else:
+            positions.pop(d.symbol, None)
+            after = None
+        adjustment += _cents(after.cost_basis if after else 0.0) - _cents(
+            before.cost_basis if before else 0.0
+        )
+    cash = _cents(book.cash)
+    cash_diff: tuple[float, float] | None = None
+    if not skip and abs(book.cash - broker_cash) > cash_tolerance:
+        cash_diff = (book.cash, broker_cash)
+        adjustment += _cents(broker_cash) - cash
+        cash = _cents(broker_cash)
+    aligned = replace(
+        book,
+        cash=_usd(cash),
+        positions=positions,
+        realized_pnl=_usd(_cents(book.realized_pnl) + adjustment),
+    )
+    return Alignment(aligned, found, cash_diff, tuple(sorted(skip)))

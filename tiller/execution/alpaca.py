@@ -298,21 +298,14 @@ class AlpacaPaperBroker:
         self._client._retry = 0  # this class retries; the SDK would sleep 3 s per 429/504
 
     @classmethod
-    def from_settings(
-        cls,
-        settings: Any,
-        *,
-        timeout: float = 10.0,
-        retries: int | None = None,
-        retry_wait: float | None = None,
-    ) -> AlpacaPaperBroker:
-        """Build from :class:`~tiller.settings.Settings`.
+    def check_settings(cls, settings: Any) -> tuple[str, str, str]:
+        """The keys and the approved base URL from settings, checked without any network
+        call or SDK import (the run checks this before its first stage).
 
-        Keys come from ``ALPACA_API_KEY``/``ALPACA_SECRET_KEY`` (or
-        ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY``), the URL from
-        ``TILLER_ALPACA_URL`` or ``execution.alpaca_url``; ``retries`` and
-        ``retry_wait`` default to ``execution.max_retries`` and
-        ``execution.retry_backoff_seconds``.
+        Raises
+        ------
+        BrokerError
+            ``CONFIG``: a key is missing, or the URL is not Alpaca paper or loopback.
         """
         key = _secret(getattr(settings, "alpaca_api_key", None))
         secret = _secret(getattr(settings, "alpaca_secret_key", None))
@@ -331,6 +324,27 @@ class AlpacaPaperBroker:
             or getattr(execution, "alpaca_url", None)
             or PAPER_URL
         )
+        return key, secret, check_paper_url(url)
+
+    @classmethod
+    def from_settings(
+        cls,
+        settings: Any,
+        *,
+        timeout: float = 10.0,
+        retries: int | None = None,
+        retry_wait: float | None = None,
+    ) -> AlpacaPaperBroker:
+        """Build from :class:`~tiller.settings.Settings`.
+
+        Keys come from ``ALPACA_API_KEY``/``ALPACA_SECRET_KEY`` (or
+        ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY``), the URL from
+        ``TILLER_ALPACA_URL`` or ``execution.alpaca_url``; ``retries`` and
+        ``retry_wait`` default to ``execution.max_retries`` and
+        ``execution.retry_backoff_seconds``.
+        """
+        key, secret, url = cls.check_settings(settings)
+        execution = getattr(settings, "execution", None)
         return cls(
             key,
             secret,
