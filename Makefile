@@ -8,8 +8,10 @@ SYNCED := .venv/.synced
 $(HOME)/.local/bin/uv:
 	python3 -m pip install --user --quiet uv
 
+# --compile-bytecode: every test and CLI process starts from compiled modules (a shell with
+# PYTHONDONTWRITEBYTECODE=1 would otherwise recompile pandas, Prefect and GX each time).
 $(SYNCED): pyproject.toml uv.lock | $(UV)
-	$(UV) sync --frozen
+	$(UV) sync --frozen --compile-bytecode
 	@touch $@
 
 ## demo: run the daily flow offline on the synthetic market (SQLite under ./var)
@@ -18,6 +20,7 @@ demo: $(SYNCED)
 
 ## test: lint, type-check, and the whole test suite (PostgreSQL too when TILLER_TEST_DATABASE_URL is set)
 test: $(SYNCED) lint
+	$(UV) run --frozen python -m compileall -q tiller tasks flows models tests
 	$(UV) run --frozen pytest
 	$(UV) run --frozen pytest --nbmake notebooks/ -p no:cacheprovider
 

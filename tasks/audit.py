@@ -1,24 +1,31 @@
 """The audit trail: every signal, risk check, order, fill, rejection and reconciliation as
-an event, in the database (same transaction as the stage's output) and in a daily JSONL
-file under ``TILLER_HOME/audit/`` (appended once the transaction has committed)."""
+an event in the database, and the day's events as a JSONL file under
+``TILLER_HOME/audit/<date>.jsonl``.
+
+The table is the record: events land in the same transaction as what they describe (a
+stage's output, or the write-ahead rows of orders about to be sent), so a crash keeps
+both or neither.  The file is an export of the table (:func:`export_day`), rewritten
+whole after the orders stage commits and at the end of every run, so a crash between a
+commit and the export loses nothing: the next run of the day writes it again.
+"""
 
 from __future__ import annotations
 
 import json
+import os
 from dataclasses import dataclass, field
 from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection
+from sqlalchemy import Connection, select
 
 from tiller.store.repo import AUDIT_EVENTS, Store, utcnow
 
 
 @dataclass
 class AuditLog:
-    """Events of one stage run: written to the table with :meth:`write`, to the file with
-    :meth:`flush` after commit."""
+    """Events of one stage run, queued until :meth:`write` puts them in a transaction."""
 
     as_of: date
     run_id: str | None
@@ -45,15 +52,37 @@ class AuditLog:
         )
 
     def write(self, store: Store, tx: Connection) -> None:
+        """Insert the queued events in ``tx`` and empty the queue."""
         store.insert(tx, AUDIT_EVENTS, self.events)
-
-    def flush(self) -> Path:
-        """Append the events to ``audit/<as_of>.jsonl``; returns the file."""
-        self.folder.mkdir(parents=True, exist_ok=True)
-        path = self.folder / f"{self.as_of.isoformat()}.jsonl"
-        with path.open("a", encoding="utf-8") as handle:
-            for event in self.events:
-                line = {**event, "payload": json.loads(event["payload"])}
-                handle.write(json.dumps(line, sort_keys=True, default=str) + "\n")
         self.events = []
-        return path
+
+    def export(self, store: Store) -> Path:
+        """Rewrite the day's JSONL file from the table (see :func:`export_day`)."""
+        return export_day(store, self.as_of, self.folder)
+
+
+def export_day(store: Store, as_of: date, folder: Path) -> Path:
+    """Write ``folder/<as_of>.jsonl``: every audit event of ``as_of`` in the table, in the
+    order recorded, one JSON object per line (replaced atomically: never half-written)."""
+    events = store.select(
+        select(
+            AUDIT_EVENTS.c.as_of,
+            AUDIT_EVENTS.c.kind,
+            AUDIT_EVENTS.c.correlation_id,
+            AUDIT_EVENTS.c.symbol,
+            AUDIT_EVENTS.c.payload,
+            AUDIT_EVENTS.c.created_at,
+            AUDIT_EVENTS.c.run_id,
+        )
+        .where(AUDIT_EVENTS.c.as_of == as_of)
+        .order_by(AUDIT_EVENTS.c.id)
+    )
+    folder.mkdir(parents=True, exist_ok=True)
+    path = folder / f"{as_of.isoformat()}.jsonl"
+    partial = path.with_suffix(".jsonl.partial")
+    with partial.open("w", encoding="utf-8") as handle:
+        for event in events.to_dict("records"):
+            line = {**event, "payload": json.loads(event["payload"])}
+            handle.write(json.dumps(line, sort_keys=True, default=str) + "\n")
+    os.replace(partial, path)
+    return path

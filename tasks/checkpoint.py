@@ -4,11 +4,22 @@ A stage is two functions: ``compute()`` (may call providers or pure maths;
 writes nothing) and ``persist(tx, result)`` (writes the stage's output rows in
 the given transaction and returns a reference to them).  :func:`run_stage`
 
-* skips the stage when its checkpoint for (flow, as_of) is ``completed`` with
-  the same input fingerprint, unless the run is forced;
+* skips the stage when its checkpoint for (flow, as_of) is ``completed``, unless the
+  run is forced: a completed stage keeps what it computed from the inputs it saw then
+  (a later stage may have changed them: the orders stage moves the book, and so the
+  NAV the risk stage reads).  A changed input fingerprint is logged, not acted on;
+* with ``--force``, recomputes -- except the day's trading decision (``risk``,
+  ``optimize``, ``orders``) once that day's ``orders`` stage has completed: the book
+  already traded on it, so recomputing from the post-trade book would overwrite the
+  decision with numbers nobody traded on and could send orders the day's decision did
+  not contain;
 * otherwise computes, then persists the output and upserts the checkpoint in
   the **same** transaction, so a crash leaves either both or neither;
 * on failure records a ``failed`` checkpoint (its own transaction) and re-raises.
+
+Crash points for the tests: ``TILLER_FAULT_INJECT=<stage>:before_commit`` kills the
+process inside a stage's transaction; :func:`fault` marks other points by name (e.g.
+``orders:after_submit``).
 """
 
 from __future__ import annotations
@@ -27,9 +38,19 @@ from sqlalchemy import Connection
 from tasks.context import RunContext
 from tiller.store.repo import utcnow
 
-# Fault injection for the crash-and-resume tests: TILLER_FAULT_INJECT=<stage>:before_commit
-# kills the process inside the stage's transaction, as a SIGKILL would.
+# Fault injection for the crash-and-resume tests: TILLER_FAULT_INJECT=<stage>:<point>
+# kills the process there, as a SIGKILL would.
 FAULT_ENV = "TILLER_FAULT_INJECT"
+TRADING_DECISION = ("risk", "optimize", "orders")
+"""Stages kept as they are, even when forced, once the day's orders stage completed."""
+
+log = logging.getLogger("tiller.checkpoint")
+
+
+def fault(point: str) -> None:
+    """Die here (exit 137, no clean-up) when ``TILLER_FAULT_INJECT`` names ``point``."""
+    if os.environ.get(FAULT_ENV) == point:
+        os._exit(137)
 
 
 @dataclass(frozen=True)
@@ -72,12 +93,15 @@ def run_stage[T](
     """
     store = ctx.store
     previous = store.checkpoint(ctx.flow, ctx.as_of, stage)
-    if (
-        not ctx.force
-        and previous is not None
-        and previous.status == "completed"
-        and previous.input_fingerprint == input_fingerprint
-    ):
+    if previous is not None and previous.status == "completed" and _keep(ctx, stage):
+        if previous.input_fingerprint != input_fingerprint:
+            log.info(
+                "stage %s for %s is complete; its inputs changed since it ran (a later stage "
+                "moved them, or the data or settings changed): kept as it was%s",
+                stage,
+                ctx.as_of,
+                "" if ctx.force else "; rerun with --force to recompute it",
+            )
         value = compute() if recompute_on_skip else None
         return StageOutcome(stage, "skipped", previous.output_ref, value)
     started = utcnow()
@@ -96,12 +120,21 @@ def run_stage[T](
                 input_fingerprint=input_fingerprint,
                 output_ref=ref,
             )
-            if os.environ.get(FAULT_ENV) == f"{stage}:before_commit":
-                os._exit(137)
+            fault(f"{stage}:before_commit")
     except Exception as exc:
         _record_failure(ctx, stage, started, input_fingerprint, exc)
         raise
     return StageOutcome(stage, status, ref, result)
+
+
+def _keep(ctx: RunContext, stage: str) -> bool:
+    """Whether a completed stage is kept (see the module docstring)."""
+    if not ctx.force:
+        return True
+    if ctx.flow != "daily-rebalance" or stage not in TRADING_DECISION:
+        return False
+    traded = ctx.store.checkpoint(ctx.flow, ctx.as_of, "orders")
+    return traded is not None and traded.status == "completed"
 
 
 def _record_failure(

@@ -22,6 +22,7 @@ from datetime import date
 from typing import Any
 
 from tasks import alerting
+from tasks.audit import export_day
 from tasks.checkpoint import StageOutcome
 from tasks.context import RunContext
 from tasks.preflight import check_book_date, check_settings, resolve_as_of
@@ -150,6 +151,7 @@ def _stages(ctx: RunContext, stages: DailyStages, log: Any) -> None:
         execution = record("orders", stages.orders(ctx, targets, decision, signal_list)).value
         alerting.after_orders(ctx, execution)
         record("report", stages.report(ctx))
+        export_day(store, day, ctx.settings.home_dir / "audit")
     except BlockedError as exc:
         alerting.after_failure(ctx, True, str(exc))
         raise

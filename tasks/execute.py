@@ -33,8 +33,8 @@ from typing import Any
 
 from sqlalchemy import Connection, select
 
-from tasks.audit import AuditLog
-from tasks.checkpoint import StageOutcome, fingerprint, run_stage
+from tasks.audit import AuditLog, export_day
+from tasks.checkpoint import StageOutcome, fault, fingerprint, run_stage
 from tasks.context import RunContext
 from tiller.domain import Signal
 from tiller.execution.accounting import (
@@ -412,15 +412,17 @@ class Executor:
                     "run_id": self.ctx.run_id,
                 }
             )
-        with self.store.transaction() as tx:
-            self.store.insert(tx, ORDERS, rows)
+        planned = AuditLog(self.ctx.as_of, self.ctx.run_id, self.audit.folder)
         for row in rows:
-            self.audit.add(
+            planned.add(
                 "order_planned",
                 {"side": row["side"], "qty": row["qty"]},
                 row["correlation_id"],
                 row["symbol"],
             )
+        with self.store.transaction() as tx:  # the rows and their audit events together
+            self.store.insert(tx, ORDERS, rows)
+            planned.write(self.store, tx)
 
     # ------------------------------------------------------------- sending
     def send_planned(self) -> None:
@@ -450,6 +452,7 @@ class Executor:
                     continue
                 accepted = self.broker.submit(request)
                 attempts = self.broker.last_attempts
+                fault("orders:after_submit")
             except BrokerError as exc:
                 self._failed(row, exc)
                 continue
@@ -574,6 +577,7 @@ def execute(
         executor.write_ahead(executor.plan(result, decision))
     executor.send_planned()
     executor.settle()
+    fault("orders:after_settle")
     try:
         executor.reconcile()  # the book leaves the run equal to the broker
     except BrokerError as exc:
@@ -684,6 +688,6 @@ def orders_stage(
         return "completed", f"nav_snapshots?as_of={ctx.as_of.isoformat()}"
 
     outcome = run_stage(ctx, "orders", key, compute, persist)
-    if outcome.value is not None:
-        outcome.value.audit.flush()
+    fault("orders:after_commit")
+    export_day(ctx.store, ctx.as_of, ctx.settings.home_dir / "audit")
     return outcome

@@ -180,6 +180,10 @@ class AlpacaTradingState:
         Seconds to wait *after* creating each of the next orders before answering
         (popped one per ``POST /v2/orders``): the order exists but the client may
         time out, as when Alpaca's answer is lost on the way back.
+    fill_on_submit:
+        Fill a market order that is not queued at the asset's price right after
+        answering its ``POST`` (the answer still says ``pending_new``; the next read
+        shows it filled), as Alpaca paper does in market hours.
     """
 
     api_key: str = "PKFAKETRADINGKEY0000"
@@ -191,6 +195,7 @@ class AlpacaTradingState:
     positions: dict[str, dict[str, float]] = field(default_factory=dict)
     account_id: str = field(default_factory=lambda: str(uuid.uuid4()))
     stall_after_submit: list[float] = field(default_factory=list)
+    fill_on_submit: bool = False
     lock: threading.RLock = field(default_factory=threading.RLock, repr=False)
 
     # ------------------------------------------------------------------ lookups
@@ -691,7 +696,10 @@ class AlpacaTradingHandler(FakeHandler):
             "submitted_at": now,
         }
         state.orders[order["id"]] = order
-        return 200, {}, order_json(order, asset)
+        answer = order_json(order, asset)
+        if state.fill_on_submit and not queued:
+            state.fill(order["id"], asset.price)
+        return 200, {}, answer
 
     @staticmethod
     def _list(state: AlpacaTradingState, params: dict[str, str]) -> tuple[int, dict[str, str], Any]:
