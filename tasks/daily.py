@@ -135,6 +135,14 @@ def _stages(ctx: RunContext, stages: DailyStages, log: Any) -> None:
         log.info("stage %s: %s (%s)", name, outcome.status, outcome.output_ref)
         return outcome
 
+    complete = {c.stage for c in store.checkpoints(FLOW, day) if c.status == "completed"}
+    if not ctx.force and complete >= set(STAGES):
+        # a rerun of a finished date changes nothing: no stage is even entered (a skipped
+        # stage would recompute its value for the next one from today's book)
+        log.info("every stage of %s is complete: nothing to do (--force recomputes)", day)
+        export_day(store, day, ctx.settings.home_dir / "audit")
+        store.finish_run(run_id, "completed", dict.fromkeys(STAGES, "skipped"))
+        return
     try:
         record("ingest", stages.ingest(ctx))
         checked = record("validate", stages.validate(ctx))

@@ -12,12 +12,11 @@ written (no flow-run row, no stage output) when a check fails.
 
 from __future__ import annotations
 
-import os
-import tempfile
 from datetime import date, timedelta
 
 from tiller.calendars import is_session, last_session, latest_completed_session, sessions
 from tiller.errors import ConfigError
+from tiller.runtime import check_home
 from tiller.settings import Settings
 from tiller.store.repo import Store
 
@@ -50,23 +49,6 @@ def resolve_as_of(as_of: date | None, latest: date | None = None) -> date:
             "give that date or an earlier one"
         )
     return day
-
-
-def check_home(settings: Settings) -> None:
-    """``TILLER_HOME`` exists (it is created) and a file can be written in it."""
-    home = settings.home_dir
-    try:
-        home.mkdir(parents=True, exist_ok=True)
-        with tempfile.NamedTemporaryFile(dir=home, prefix=".write-check-"):
-            pass
-    except OSError as exc:
-        reason = exc.strerror or type(exc).__name__
-        raise ConfigError(
-            f"TILLER_HOME={home} cannot be written ({reason}); point TILLER_HOME at a folder "
-            "this user can write"
-        ) from None
-    if not os.access(home, os.W_OK):  # pragma: no cover - the write above already failed
-        raise ConfigError(f"TILLER_HOME={home} is not writable")
 
 
 def check_broker(settings: Settings) -> None:

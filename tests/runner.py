@@ -13,6 +13,7 @@ import multiprocessing
 import os
 import tempfile
 from dataclasses import dataclass
+from datetime import date
 from pathlib import Path
 from typing import Any
 
@@ -43,8 +44,6 @@ def _child(env: dict[str, str], args: list[str], out: str) -> None:
     from tiller.cli import run_daily_flow
     from tiller.errors import TillerError
 
-    from datetime import date
-
     as_of = date.fromisoformat(args[0]) if args else None
     try:
         summary: dict[str, Any] = run_daily_flow(as_of, "--force" in args)
@@ -56,19 +55,38 @@ def _child(env: dict[str, str], args: list[str], out: str) -> None:
     os._exit(code)
 
 
-def run_daily(env: dict[str, str], as_of: str, *flags: str, timeout: float = 300) -> Outcome:
-    """``tiller run daily --as-of AS_OF [flags]`` with ``env`` in a forked child."""
+@dataclass
+class Running:
+    """A child run that was started and not yet waited for."""
+
+    process: Any
+    out: Path
+    as_of: str
+
+    def wait(self, timeout: float = 300) -> Outcome:
+        self.process.join(timeout)
+        if self.process.is_alive():
+            self.process.kill()
+            self.process.join()
+            raise TimeoutError(f"run daily {self.as_of} did not finish in {timeout} s")
+        payload = json.loads(self.out.read_text()) if self.out.exists() else {}
+        self.out.unlink(missing_ok=True)
+        return Outcome(
+            int(self.process.exitcode or 0), payload.get("summary"), payload.get("error")
+        )
+
+
+def start_daily(env: dict[str, str], as_of: str, *flags: str) -> Running:
+    """Start ``tiller run daily --as-of AS_OF [flags]`` with ``env`` in a forked child."""
     handle, name = tempfile.mkstemp(prefix="tiller-run-", suffix=".json")
     os.close(handle)
     out = Path(name)
     out.unlink()
     process = _context().Process(target=_child, args=(env, [as_of, *flags], str(out)))
     process.start()
-    process.join(timeout)
-    if process.is_alive():
-        process.kill()
-        process.join()
-        raise TimeoutError(f"run daily {as_of} did not finish in {timeout} s")
-    payload = json.loads(out.read_text()) if out.exists() else {}
-    out.unlink(missing_ok=True)
-    return Outcome(int(process.exitcode or 0), payload.get("summary"), payload.get("error"))
+    return Running(process, out, as_of)
+
+
+def run_daily(env: dict[str, str], as_of: str, *flags: str, timeout: float = 300) -> Outcome:
+    """``tiller run daily --as-of AS_OF [flags]`` with ``env`` in a forked child, waited for."""
+    return start_daily(env, as_of, *flags).wait(timeout)

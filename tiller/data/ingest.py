@@ -130,6 +130,17 @@ def run_ingest(
         if not fetched.frame.empty and fetched.frame["date"].iloc[-1] > pd.Timestamp(as_of):
             # Providers clip to the window already; this guards the no-look-ahead rule.
             raise DataError(f"{plan.spec.series}: {fetched.source} returned rows after {as_of}")
+        if plan.spec.kind is SeriesKind.BAR and not fetched.frame.empty:
+            prices = fetched.frame[["open", "high", "low", "close"]]
+            gaps = prices.isna().any(axis=1).to_numpy()
+            if gaps.any():
+                row = fetched.frame.loc[gaps].iloc[0]
+                column = next(c for c in prices.columns if pd.isna(row[c]))
+                raise DataError(
+                    f"{plan.spec.series}: {fetched.source} returned a bar without {column} on "
+                    f"{row['date'].date()}; nothing was written (fix the source, or list "
+                    "another source first in TILLER_DATA_SOURCES)"
+                )
         result.fetched.append(fetched)
         if cross_check_sessions and fetched.source is not None:
             result.deviations.extend(chain.cross_check(fetched, cross_check_sessions))

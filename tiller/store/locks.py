@@ -30,11 +30,10 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import IO, Any
 
-from sqlalchemy import text
+from sqlalchemy import Engine, text
 from sqlalchemy.engine import make_url
 
 from tiller.errors import TillerError
-from tiller.store.repo import Store
 
 POLL_SECONDS = 0.2
 
@@ -56,13 +55,14 @@ def holder_description(name: str, detail: str) -> str:
 
 
 @contextmanager
-def run_lock(store: Store, name: str, detail: str, wait_seconds: float) -> Iterator[None]:
+def run_lock(store: Any, name: str, detail: str, wait_seconds: float) -> Iterator[None]:
     """Hold the lock ``name`` for the block; wait up to ``wait_seconds`` for it.
 
     Parameters
     ----------
     store:
-        The store whose database the lock lives in (and beside).
+        The :class:`~tiller.store.repo.Store` (or its engine) whose database the lock
+        lives in (and beside).
     name:
         The lock, e.g. ``daily-rebalance``: one holder at a time.
     detail:
@@ -76,11 +76,12 @@ def run_lock(store: Store, name: str, detail: str, wait_seconds: float) -> Itera
         The lock is still held after ``wait_seconds``; nothing was done.
     """
     holder = holder_description(name, detail)
-    if store.dialect == "postgresql":
-        with _postgres_lock(store, name, holder, wait_seconds):
+    engine: Engine = getattr(store, "engine", store)
+    if engine.dialect.name == "postgresql":
+        with _postgres_lock(engine, name, holder, wait_seconds):
             yield
     else:
-        with _sqlite_lock(store, name, holder, wait_seconds):
+        with _sqlite_lock(engine, name, holder, wait_seconds):
             yield
 
 
@@ -93,9 +94,9 @@ def _busy(name: str, holder: str | None, waited: float) -> LockBusy:
 
 
 @contextmanager
-def _postgres_lock(store: Store, name: str, holder: str, wait: float) -> Iterator[None]:
+def _postgres_lock(engine: Engine, name: str, holder: str, wait: float) -> Iterator[None]:
     key = lock_key(name)
-    connection = store.engine.connect().execution_options(isolation_level="AUTOCOMMIT")
+    connection = engine.connect().execution_options(isolation_level="AUTOCOMMIT")
     try:
         connection.execute(
             text("SELECT set_config('application_name', :h, false)"), {"h": holder[:63]}
@@ -122,19 +123,19 @@ def _postgres_lock(store: Store, name: str, holder: str, wait: float) -> Iterato
         connection.close()
 
 
-def sqlite_lock_path(store: Store, name: str) -> Path | None:
+def sqlite_lock_path(engine: Engine, name: str) -> Path | None:
     """``<database file>.<name>.lock``, or None for an in-memory database."""
-    database = make_url(str(store.engine.url)).database
+    database = make_url(str(engine.url)).database
     if not database or database == ":memory:":
         return None
     return Path(database).expanduser().resolve().with_name(f"{Path(database).name}.{name}.lock")
 
 
 @contextmanager
-def _sqlite_lock(store: Store, name: str, holder: str, wait: float) -> Iterator[None]:
+def _sqlite_lock(engine: Engine, name: str, holder: str, wait: float) -> Iterator[None]:
     import fcntl
 
-    path = sqlite_lock_path(store, name)
+    path = sqlite_lock_path(engine, name)
     if path is None:
         yield
         return

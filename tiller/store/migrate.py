@@ -38,11 +38,24 @@ def head_revision() -> str:
     return head
 
 
+MIGRATION_LOCK_WAIT = 300.0
+"""Seconds a process waits for another one's migration of the same database."""
+
+
 def upgrade(engine: Engine, revision: str = "head") -> str | None:
-    """Bring the database to ``revision`` (default: the newest); a no-op when already there."""
+    """Bring the database to ``revision`` (default: the newest); a no-op when already there.
+
+    Processes opening a new database at the same moment would each create its tables:
+    the upgrade runs under a lock (:func:`tiller.store.locks.run_lock`), and a process
+    that waited finds the work done.
+    """
     from alembic import command
+
+    from tiller.store.locks import run_lock
 
     if revision == "head" and current_revision(engine) == head_revision():
         return current_revision(engine)
-    command.upgrade(_config(engine), revision)
+    with run_lock(engine, "schema-migration", f"migrating to {revision}", MIGRATION_LOCK_WAIT):
+        if revision != "head" or current_revision(engine) != head_revision():
+            command.upgrade(_config(engine), revision)
     return current_revision(engine)

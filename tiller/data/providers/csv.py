@@ -7,12 +7,14 @@ Layout (the format of ``../shared/data``)::
     <macro>/DGS10.csv  date,value   (value empty where there is no observation)
 
 ``<macro>`` is ``<dir>/../macro`` unless configured.  Dates are ISO
-``YYYY-MM-DD``, ascending and unique.  Any problem raises
-:class:`~tiller.errors.DataError` naming the file and line.
+``YYYY-MM-DD``, ascending, unique and not in the future; every bar has its open,
+high, low and close (``adj_close`` and ``volume`` may be empty, as for an index).
+Any problem raises :class:`~tiller.errors.DataError` naming the file and line.
 """
 
 from __future__ import annotations
 
+from datetime import date
 from pathlib import Path
 
 import pandas as pd
@@ -66,12 +68,27 @@ def read_series_csv(path: Path, kind: SeriesKind) -> pd.DataFrame:
         raise DataError(
             f"{path}: line {line(i)}: date {raw['date'].iloc[i]!r} is not a YYYY-MM-DD date"
         )
+    today = pd.Timestamp(date.today())
+    future = dates > today
+    if future.any():
+        i = int(future.to_numpy().nonzero()[0][0])
+        raise DataError(
+            f"{path}: line {line(i)}: date {raw['date'].iloc[i].strip()} is in the future "
+            f"(today is {today.date()}); fix the date or remove the row"
+        )
     out = pd.DataFrame({"date": dates.astype("datetime64[ns]")})
+    required = ("open", "high", "low", "close") if kind is SeriesKind.BAR else ()
     for column in expected[1:]:
         text = raw[column].str.strip()
-        # Empty cells are kept as NaN: an index has no volume, FRED has holiday gaps,
-        # and a missing price is reported by the validate stage (not_null).
+        # Empty cells are NaN where that is allowed: an index has no volume or adjusted
+        # close, FRED has holiday gaps.  A bar without a price is refused here.
         empty = text.isin(["", ".", "null", "NaN", "nan"])
+        if column in required and empty.any():
+            i = int(empty.to_numpy().nonzero()[0][0])
+            raise DataError(
+                f"{path}: line {line(i)}: {column} is empty; every bar needs open, high, low "
+                "and close (fill it in or remove the row)"
+            )
         values = pd.to_numeric(text.where(~empty), errors="coerce")
         wrong = values.isna() & ~empty
         if wrong.any():
