@@ -21,12 +21,12 @@ demo: $(SYNCED)
 ## test: lint, type-check, and the whole test suite (PostgreSQL too when TILLER_TEST_DATABASE_URL is set)
 test: $(SYNCED) lint
 	$(UV) run --frozen python -m compileall -q tiller tasks flows models tests
-	$(UV) run --frozen pytest
-	$(UV) run --frozen pytest --nbmake notebooks/ -p no:cacheprovider
+	$(UV) run --frozen pytest -n 2 --dist loadfile
+	$(UV) run --frozen pytest --nbmake -n 2 notebooks/ -p no:cacheprovider
 
 ## test-fast: the suite without the tests that start real servers
 test-fast: $(SYNCED)
-	$(UV) run --frozen pytest -m "not slow"
+	$(UV) run --frozen pytest -n 2 --dist loadfile -m "not slow"
 
 lint: $(SYNCED)
 	$(UV) run --frozen ruff check .
@@ -42,7 +42,7 @@ bench: $(SYNCED)
 
 ## notebooks: execute the research notebooks (offline, on ../shared/data/market; ~4 minutes)
 notebooks: $(SYNCED)
-	$(UV) run --frozen pytest --nbmake notebooks/ -p no:cacheprovider
+	$(UV) run --frozen pytest --nbmake -n 2 notebooks/ -p no:cacheprovider
 
 ## schema: regenerate sql/schema*.sql from the models
 schema: $(SYNCED)

@@ -17,7 +17,7 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-PRELOAD = ["tiller.cli", "tasks.daily", "tasks.execute", "tasks.report", "tasks.validate"]
+PRELOAD = ["tests.runner_warm"]
 _CONTEXT: Any = None
 
 

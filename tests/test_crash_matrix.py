@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import copy
 import json
+import os
 import shutil
 from collections.abc import Iterator
 from dataclasses import dataclass, field
@@ -61,8 +62,6 @@ class World:
     extra: dict[str, str] = field(default_factory=dict)
 
     def env(self, **more: str) -> dict[str, str]:
-        import os
-
         base = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
         base |= {
             "TILLER_HOME": str(self.home),
@@ -102,7 +101,7 @@ def _new_database(kind: str, tmp: Path, name: str, template: str | None = None) 
     admin = create_engine(
         make_url(PG_URL).set(drivername="postgresql+psycopg"), isolation_level="AUTOCOMMIT"
     )
-    db = f"tiller_cm_{name}"
+    db = f"tiller_cm_{os.getpid()}_{name}"[:63]
     with admin.connect() as connection:
         connection.execute(text(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)'))
         suffix = f' TEMPLATE "{make_url(template).database}"' if template else ""

@@ -54,7 +54,7 @@ def test_a_second_holder_waits_or_gives_up_naming_the_first(db_url: str) -> None
             pass
         message = str(info.value)
         assert "\n" not in message and "holds the run lock" in message
-        assert f"pid {holder.pid}" in message and "held by a test" in message
+        assert f"pid {holder.pid}@" in message and "held by a test" in message
         began = time.monotonic()
         with run_lock(store, "daily-rebalance", "second", 30):  # waits for the holder
             assert time.monotonic() - began > 0.3
@@ -107,7 +107,7 @@ def _count(store: Store, table, *where) -> int:  # type: ignore[no-untyped-def]
 @pytest.mark.slow
 def test_a_run_refused_by_the_lock_writes_nothing(tmp_path: Path, db_url: str) -> None:
     store = Store.open(db_url)
-    with run_lock(store, "daily-rebalance", "2021-06-01 run by an operator", 0):
+    with run_lock(store, "daily-rebalance", "by an operator", 0):
         refused = run_daily(_env(tmp_path, db_url), "2021-06-01")
     assert refused.exitcode == 2 and refused.error is not None
     assert "holds the run lock" in refused.error and "operator" in refused.error

@@ -49,9 +49,11 @@ def lock_key(name: str) -> int:
 
 
 def holder_description(name: str, detail: str) -> str:
-    """Who holds a lock: the lock, what runs, the process and host, and since when (UTC)."""
-    now = datetime.now(UTC).strftime("%Y-%m-%d %H:%M:%S UTC")
-    return f"{name} {detail}, pid {os.getpid()} on {socket.gethostname()}, since {now}"
+    """Who holds a lock: the lock, what runs, the process and host, and since when (UTC);
+    short enough for PostgreSQL's 63-character ``application_name``."""
+    now = datetime.now(UTC).strftime("%m-%d %H:%M:%SZ")
+    host = socket.gethostname()[:12]
+    return f"{name} {detail[:24]}, pid {os.getpid()}@{host} since {now}"
 
 
 @contextmanager
@@ -109,6 +111,8 @@ def _postgres_lock(engine: Engine, name: str, holder: str, wait: float) -> Itera
                         "SELECT a.application_name FROM pg_locks l "
                         "JOIN pg_stat_activity a ON a.pid = l.pid "
                         "WHERE l.locktype = 'advisory' AND l.granted AND l.objsubid = 1 "
+                        "AND l.database = (SELECT oid FROM pg_database "
+                        "WHERE datname = current_database()) "
                         "AND ((l.classid::bigint << 32) | l.objid::bigint) = :k"
                     ),
                     {"k": key},

@@ -1,0 +1,14 @@
+"""Imported by the forkserver of :mod:`tests.runner` before it forks any run: the modules
+a daily run imports, and great-expectations' context (about a second each time),
+so that each forked run pays only for its stages."""
+
+from __future__ import annotations
+
+import tasks.daily  # noqa: F401
+import tasks.execute  # noqa: F401
+import tasks.report  # noqa: F401
+import tasks.validate  # noqa: F401
+import tiller.cli  # noqa: F401
+from tiller.validation import _context
+
+_context()
