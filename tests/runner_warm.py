@@ -4,9 +4,9 @@ so that each forked run pays only for its stages."""
 
 from __future__ import annotations
 
-import tasks.daily  # noqa: F401
-import tasks.execute  # noqa: F401
-import tasks.report  # noqa: F401
+import tasks.daily
+import tasks.execute
+import tasks.report
 import tasks.validate  # noqa: F401
 import tiller.cli  # noqa: F401
 from tiller.validation import _context
