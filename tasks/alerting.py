@@ -52,6 +52,8 @@ def after_orders(ctx: RunContext, report: Any) -> None:
         return
     if report.unreachable:
         send(ctx, alerts.broker_down(report.unreachable))
+    elif report.trading_failed:
+        send(ctx, alerts.order_failures(report.failures, report.trading_failed))
     elif report.failures >= ctx.settings.alerts.order_failures_in_a_row:
         send(ctx, alerts.order_failures(report.failures))
 

@@ -26,7 +26,7 @@ from tasks.audit import export_day
 from tasks.checkpoint import StageOutcome
 from tasks.context import RunContext
 from tasks.preflight import check_book_date, check_settings, resolve_as_of
-from tiller.errors import BlockedError
+from tiller.errors import BlockedError, TradingFailed
 from tiller.settings import Settings
 from tiller.store.locks import run_lock
 from tiller.store.repo import Store
@@ -160,6 +160,13 @@ def _stages(ctx: RunContext, stages: DailyStages, log: Any) -> None:
         alerting.after_orders(ctx, execution)
         record("report", stages.report(ctx))
         export_day(store, day, ctx.settings.home_dir / "audit")
+        failed = getattr(execution, "trading_failed", None)
+        if failed:
+            message = f"orders: {failed}; trading is paused (see `tiller risk status`)"
+            store.finish_run(run_id, "failed", done, message)
+            raise TradingFailed(message)
+    except TradingFailed:
+        raise  # recorded above; the orders alert has gone out
     except BlockedError as exc:
         alerting.after_failure(ctx, True, str(exc))
         raise

@@ -131,7 +131,9 @@ def _venue(settings: Settings, store: Store) -> Broker:
         from tiller.execution.alpaca import AlpacaPaperBroker
 
         # retries live in the orders stage (with_retries), not a second time in the adapter
-        return AlpacaPaperBroker.from_settings(settings, retries=0)
+        return AlpacaPaperBroker.from_settings(
+            settings, retries=0, timeout=settings.execution.broker_timeout_seconds
+        )
     from tiller.execution.simulated import SimulatedBroker
 
     return SimulatedBroker(store, settings)
@@ -152,6 +154,19 @@ class ExecutionReport:
     reconciliations: list[dict[str, Any]] = field(default_factory=list)
     failures: int = 0
     unreachable: str | None = None
+    unknown: int = 0  # orders of the day whose outcome the broker could not tell us
+    all_failed: bool = False  # every order of the day failed (or stayed unknown)
+
+    @property
+    def trading_failed(self) -> str | None:
+        """Why the day's trading failed (the run is then not ``completed``), or None."""
+        if self.unreachable:
+            return self.unreachable
+        if self.all_failed:
+            return f"every one of the day's {len(self.orders)} order(s) failed at the broker"
+        if self.unknown:
+            return f"{self.unknown} order(s) still of unknown outcome (the broker did not answer)"
+        return None
 
 
 class Executor:
@@ -264,14 +279,16 @@ class Executor:
                 )
                 continue
             if found is not None:
-                if row["status"] == "planned":
+                if row["status"] in ("planned", "unknown"):
                     self.audit.add(
                         "order_adopted",
-                        {"status": found.status.value},
+                        {"status": found.status.value, "was": row["status"]},
                         row["correlation_id"],
                         row["symbol"],
                     )
                 self._absorb(row, found)
+            elif row["status"] == "unknown":
+                self._lost(row)
             elif row["status"] == "planned" and row["as_of"] < self.ctx.as_of:
                 row.update(
                     status="abandoned",
@@ -454,7 +471,10 @@ class Executor:
                 attempts = self.broker.last_attempts
                 fault("orders:after_submit")
             except BrokerError as exc:
-                self._failed(row, exc)
+                if exc.kind.transient:  # the request may have reached the broker
+                    self._unknown(row, exc)
+                else:
+                    self._failed(row, exc)
                 continue
             row["attempts"] = attempts
             self.failures = 0
@@ -467,21 +487,57 @@ class Executor:
             self._absorb(row, accepted)
 
     def _failed(self, row: dict[str, Any], exc: BrokerError) -> None:
-        status = "rejected" if not exc.kind.transient else "failed"
+        """The broker refused the order (a business rejection): final."""
         row.update(
-            status=status,
+            status="rejected",
             reason=f"{exc.kind}: {exc.detail}",
             attempts=getattr(exc, "attempts", 1),
             updated_at=utcnow(),
         )
         self.orders[row["client_order_id"]] = row
-        self.failures = self.failures + 1 if status == "failed" else self.failures
         self.audit.add(
             "order_failed",
             {"kind": str(exc.kind), "error": exc.detail},
             row["correlation_id"],
             row["symbol"],
         )
+
+    def _unknown(self, row: dict[str, Any], exc: BrokerError) -> None:
+        """No answer (timeout, connection lost, 5xx after the retries): the order may or may
+        not exist at the broker.  It is ``unknown`` until :meth:`sync` asks the broker for
+        its client order id: found, it is adopted with its fills; not found, it failed."""
+        row.update(
+            status="unknown",
+            reason=f"no answer from the broker ({exc.kind}: {exc.detail}); asked again by "
+            "client order id before the run ends",
+            attempts=getattr(exc, "attempts", 1),
+            updated_at=utcnow(),
+        )
+        self.orders[row["client_order_id"]] = row
+        self.audit.add(
+            "order_unknown",
+            {"kind": str(exc.kind), "error": exc.detail},
+            row["correlation_id"],
+            row["symbol"],
+        )
+
+    def _lost(self, row: dict[str, Any]) -> None:
+        """An ``unknown`` order the broker does not have: it failed."""
+        row.update(
+            status="failed",
+            reason=f"{row.get('reason') or 'no answer'}; the broker has no order with this id",
+            updated_at=utcnow(),
+        )
+        self.orders[row["client_order_id"]] = row
+        self.failures += 1
+        self.audit.add(
+            "order_failed", {"error": row["reason"]}, row["correlation_id"], row["symbol"]
+        )
+
+    @property
+    def today(self) -> list[dict[str, Any]]:
+        """This run's orders of ``as_of`` (sent or tried)."""
+        return [r for r in self.orders.values() if r["as_of"] == self.ctx.as_of]
 
     def settle(self) -> None:
         """Let the broker fill what it can now, then poll until final or time-out."""
@@ -491,12 +547,13 @@ class Executor:
             self.sync()
             return
         deadline = time.monotonic() + self.config.poll_timeout_seconds
-        while self._open_local_orders() or any(
-            r["status"] not in ("filled", "canceled", "expired", "rejected", "failed")
-            for r in self.orders.values()
-        ):
-            self.sync()
-            if time.monotonic() >= deadline:
+        final = ("filled", "canceled", "expired", "rejected", "failed", "abandoned")
+        while True:
+            self.sync()  # also resolves the orders whose outcome is unknown
+            pending = self._open_local_orders() or any(
+                r["status"] not in final for r in self.orders.values()
+            )
+            if not pending or time.monotonic() >= deadline:
                 break
             time.sleep(self.config.poll_interval_seconds)
 
@@ -518,6 +575,9 @@ class Executor:
             self.reconciliations,
             self.failures,
             self.unreachable,
+            unknown=sum(r["status"] == "unknown" for r in self.today),
+            all_failed=bool(self.today)
+            and all(r["status"] in ("failed", "unknown") for r in self.today),
         )
 
 
@@ -595,9 +655,9 @@ def pause_trading(ctx: RunContext, tx: Connection, report: ExecutionReport) -> N
 
     stored = ctx.store.load_risk_state(RISK_PORTFOLIO)
     state = RiskState.from_dict(stored) if stored else RiskState()
-    why = report.unreachable or f"{report.failures} orders failed in a row at the broker"
+    why = report.trading_failed or f"{report.failures} orders failed in a row at the broker"
     reason = f"{why}; trading paused (check the broker, then `tiller risk kill-switch off`)"
-    paused = set_kill_switch(state, True, reason)
+    paused = set_kill_switch(state, True, reason, by="system")
     ctx.store.save_risk_state(tx, RISK_PORTFOLIO, ctx.as_of, paused.to_dict())
     report.audit.add("trading_paused", {"reason": reason, "failures": report.failures})
 
@@ -682,7 +742,7 @@ def orders_stage(
                 for symbol, m in snap.positions.items()
             ],
         )
-        if report.unreachable or report.failures >= ctx.settings.execution.pause_after_failures:
+        if report.trading_failed or report.failures >= ctx.settings.execution.pause_after_failures:
             pause_trading(ctx, tx, report)
         report.audit.write(store, tx)
         return "completed", f"nav_snapshots?as_of={ctx.as_of.isoformat()}"

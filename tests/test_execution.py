@@ -251,3 +251,86 @@ def test_l4_emergency_stop_cancels_open_orders(market) -> None:
     report = orders_stage(ctx, _targets(GLD=0.3), _emergency(settings, DAY2)).value
     assert {r["status"] for r in report.orders.values()} == {"canceled"}
     assert _count(ctx.store, AUDIT_EVENTS, AUDIT_EVENTS.c.kind == "cancel") == 1
+
+
+# --- outcomes the broker did not tell us -------------------------------------------------
+
+
+@pytest.fixture
+def lossy(market, monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+    """Alpaca fake that fills market orders as they arrive; no retries, a short timeout."""
+    monkeypatch.setenv("ALPACA_API_KEY", KEY)
+    monkeypatch.setenv("ALPACA_SECRET_KEY", SECRET)
+    state = AlpacaTradingState(fill_on_submit=True)
+    with alpaca_trading_server(state) as server:
+        settings = market(
+            broker="alpaca",
+            alpaca_url=server.url,
+            execution={
+                "broker_timeout_seconds": 0.3,
+                "max_retries": 0,
+                "poll_timeout_seconds": 0.5,
+                "poll_interval_seconds": 0.05,
+            },
+        )
+        yield settings, server
+
+
+def test_an_order_whose_answer_was_lost_is_asked_for_and_booked_not_marked_failed(
+    lossy,
+) -> None:
+    """Every submit's answer is lost (held past the client's timeout) while the broker
+    creates and fills the order: the order is ``unknown``, then found by its client order
+    id before the run ends and booked with its fill; book = broker, nothing resent."""
+    settings, server = lossy
+    server.state.stall_after_submit = [1.0, 1.0]
+    ctx = context(settings, DAY1)
+    report = orders_stage(ctx, _targets(GLD=0.3, SPY=0.2), _decision(settings, DAY1)).value
+    assert {r["status"] for r in report.orders.values()} == {"filled"}
+    assert report.trading_failed is None and report.unknown == 0
+    posted = [body["client_order_id"] for body in server.order_requests()]
+    assert len(posted) == len(set(posted)) == 2  # each sent once
+    held = {s: p.qty for s, p in report.book.positions.items()}
+    assert held == {s.replace("/", ""): p["qty"] for s, p in server.state.positions.items()}
+    assert report.book.cash == pytest.approx(server.state.cash, abs=0.05)
+    kinds = ctx.store.select(select(AUDIT_EVENTS.c.kind))["kind"].tolist()
+    assert kinds.count("order_unknown") == 2 and kinds.count("order_adopted") == 2
+    assert _count(ctx.store, FILLS) == 2
+
+
+def test_an_order_never_created_after_a_lost_answer_is_failed_and_pauses_trading(lossy) -> None:
+    """A 503 storm: no order is created; each is unknown, then looked up: not there, so it
+    failed.  Every order of the day failed: trading is paused (recorded as automatic,
+    not manual) and the stage says the day's trading failed."""
+    settings, server = lossy
+    server.fail_path("POST", "/v2/orders", 503, "<html>503 Service Unavailable</html>", times=50)
+    ctx = context(settings, DAY1)
+    report = orders_stage(ctx, _targets(GLD=0.3, SPY=0.2), _decision(settings, DAY1)).value
+    assert {r["status"] for r in report.orders.values()} == {"failed"}
+    assert "the broker has no order with this id" in next(iter(report.orders.values()))["reason"]
+    assert report.all_failed and report.trading_failed
+    assert "every one of the day's 2 order(s) failed" in report.trading_failed
+    state = ctx.store.load_risk_state("paper")
+    assert state is not None and state["kill_switch"] is True and state["manual_by"] == "system"
+    assert state["kill_reason"].startswith("automatic pause: every one of the day's 2 order(s)")
+
+
+def test_an_unanswered_broker_leaves_the_outcome_unknown_and_the_day_failed(lossy) -> None:
+    """The answers are lost and, after the two asks before sending, the broker cannot be
+    asked either: the orders stay ``unknown`` (never ``failed`` while they may exist), the
+    day failed, and the next run asks again and books them once."""
+    settings, server = lossy
+    server.state.stall_after_submit = [1.0, 1.0]
+    lookups = "/v2/orders:by_client_order_id"
+    server.fail_path("GET", lookups, 503, "<html>503</html>", times=500, after=2)
+    ctx = context(settings, DAY1)
+    report = orders_stage(ctx, _targets(GLD=0.3, SPY=0.2), _decision(settings, DAY1)).value
+    assert {r["status"] for r in report.orders.values()} == {"unknown"}
+    assert report.unknown == 2 and report.trading_failed
+    server.path_faults.clear()
+    # the next session asks again: both orders exist (filled), and are booked once
+    later = orders_stage(context(settings, DAY2), _targets(), _decision(settings, DAY2)).value
+    day1 = [r for r in later.orders.values() if r["as_of"] == DAY1]
+    assert {r["status"] for r in day1} == {"filled"}
+    held = {s: p.qty for s, p in later.book.positions.items()}
+    assert held == {s.replace("/", ""): p["qty"] for s, p in server.state.positions.items()}

@@ -434,13 +434,16 @@ def data_quality_failure(message: str, subject: str = "pipeline") -> Alert:
     )
 
 
-def order_failures(count: int) -> Alert:
+def order_failures(count: int, why: str | None = None) -> Alert:
+    """Orders failing at the broker (``why``: e.g. every order of the day failed)."""
+    what = why or f"{count} orders failed in a row"
     return Alert(
         AlertLevel.CRITICAL,
         "order_failures",
         "orders",
-        f"{count} order failures in a row: execution paused",
-        f"{count} orders failed in a row; execution is paused until the cause is fixed.",
+        f"{what}: trading paused",
+        f"{what}; trading is paused (kill switch on) until a person checks the broker and "
+        "turns it off with `tiller risk kill-switch off`.",
     )
 
 

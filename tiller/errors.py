@@ -26,3 +26,8 @@ class StoreError(TillerError):
 
 class BlockedError(TillerError):
     """A blocking data-quality failure stopped the flow before any later stage."""
+
+
+class TradingFailed(TillerError):
+    """The day's orders failed at the broker (every one, or with no answer): the run's
+    stages completed, trading is paused, and the run is recorded as failed."""

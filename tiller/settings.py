@@ -344,8 +344,9 @@ class ExecutionConfig(_Frozen):
     fill_delay_sessions: int = Field(0, ge=0)
     fractional: bool = False
     crypto_lot: float = Field(0.0001, gt=0)
-    max_retries: int = Field(3, ge=0)
-    retry_backoff_seconds: float = Field(1.0, ge=0)
+    max_retries: int = Field(3, ge=0, le=10)
+    retry_backoff_seconds: float = Field(1.0, ge=0, le=60)
+    broker_timeout_seconds: float = Field(10.0, gt=0, le=120)
     poll_timeout_seconds: float = Field(30, ge=0)
     poll_interval_seconds: float = Field(1.0, gt=0)
     pause_after_failures: int = Field(3, ge=1)

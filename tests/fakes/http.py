@@ -72,9 +72,18 @@ class FakeServer:
             self.faults.append(Fault(0, delay=seconds))
 
     def fail_path(
-        self, method: str, prefix: str, status: int, body: Any = None, times: int = 1
+        self,
+        method: str,
+        prefix: str,
+        status: int,
+        body: Any = None,
+        times: int = 1,
+        after: int = 0,
     ) -> None:
-        """Answer the next ``times`` ``method`` requests whose path starts with ``prefix``."""
+        """Answer the next ``times`` ``method`` requests whose path starts with ``prefix``,
+        after letting the first ``after`` of them through."""
+        for _ in range(after):
+            self.path_faults.append((method, prefix, Fault(0)))  # status 0: pass through
         for _ in range(times):
             self.path_faults.append((method, prefix, Fault(status, body)))
 
@@ -106,7 +115,8 @@ class FakeHandler(BaseHTTPRequestHandler):
         fault = self.fake.pop_fault(method, parsed.path)
         if fault is not None and fault.delay:
             time.sleep(fault.delay)
-            fault = None if fault.status == 0 else fault
+        if fault is not None and fault.status == 0:  # a delay only, or a request let through
+            fault = None
         if fault is not None:
             self.respond(fault.status, fault.body, fault.headers)
             return

@@ -56,7 +56,7 @@ import pandas as pd
 
 from tiller.domain import RiskLevel, Signal
 from tiller.risk.correlation import correlation_report
-from tiller.risk.killswitch import automatic_kill_reasons
+from tiller.risk.killswitch import automatic_kill_reasons, latch_label
 from tiller.risk.ladder import (
     compute_drawdown,
     distance_to_next,
@@ -327,7 +327,7 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
     auto_reason = "; ".join(auto) or None
     parts = []
     if state.manual_kill:
-        parts.append(f"manual: {state.manual_reason}")
+        parts.append(f"{latch_label(state.manual_by)}: {state.manual_reason}")
     if auto_reason:
         parts.append(f"automatic: {auto_reason}")
     kill = bool(parts)
@@ -488,6 +488,7 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
         kill_reason=kill_reason,
         manual_kill=state.manual_kill,
         manual_reason=state.manual_reason,
+        manual_by=state.manual_by,
         auto_kill_reason=auto_reason,
         last_date=as_of,
         halved=stops.halved,
@@ -553,6 +554,7 @@ def risk_status(state: RiskState, nav: float, config: RiskConfig) -> dict[str, A
         "kill_switch": state.kill_switch,
         "kill_reason": state.kill_reason,
         "manual_kill": state.manual_kill,
+        "kill_switch_by": state.manual_by if state.manual_kill else None,
         "halted": state.halted,
         "halted_since": state.halted_since.isoformat() if state.halted_since else None,
         "reentry_phase": state.reentry_phase,

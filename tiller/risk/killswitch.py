@@ -54,8 +54,13 @@ def automatic_kill_reasons(
     return reasons
 
 
-def set_kill_switch(state: RiskState, on: bool, reason: str) -> RiskState:
-    """Turn the manual kill switch on or off (pure: returns the new state).
+def latch_label(by: str | None) -> str:
+    """How a latching kill switch is named in reasons: ``manual`` or ``automatic pause``."""
+    return "automatic pause" if by == "system" else "manual"
+
+
+def set_kill_switch(state: RiskState, on: bool, reason: str, by: str = "person") -> RiskState:
+    """Turn the latching kill switch on or off (pure: returns the new state).
 
     Turning it off also clears an automatic kill of the current day; the next
     assessment re-evaluates the automatic conditions.
@@ -68,22 +73,30 @@ def set_kill_switch(state: RiskState, on: bool, reason: str) -> RiskState:
         True to stop all new orders until turned off.
     reason:
         Who and why, recorded in the state (required when turning it on).
+    by:
+        ``"person"`` (the CLI) or ``"system"`` (an automatic pause, e.g. the broker kept
+        failing): recorded so that reports say which; both latch until a person turns
+        the switch off.
     """
     if on:
         if not reason.strip():
             raise ValueError("turning the kill switch on needs a reason")
+        if by not in ("person", "system"):
+            raise ValueError(f"by must be 'person' or 'system', got {by!r}")
         return replace(
             state,
             kill_switch=True,
             manual_kill=True,
             manual_reason=reason,
-            kill_reason=f"manual: {reason}",
+            manual_by=by,
+            kill_reason=f"{latch_label(by)}: {reason}",
         )
     return replace(
         state,
         kill_switch=False,
         manual_kill=False,
         manual_reason=None,
+        manual_by=None,
         auto_kill_reason=None,
         kill_reason=None,
     )

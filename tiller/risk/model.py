@@ -148,7 +148,11 @@ class RiskState:
     manual_kill:
         True when a person turned the kill switch on; it stays on until turned off.
     manual_reason:
-        The reason the person gave (None when the manual switch is off).
+        The reason given (None when the latching switch is off).
+    manual_by:
+        Who turned the latching switch on: ``"person"`` (``tiller risk kill-switch on``)
+        or ``"system"`` (trading paused automatically, e.g. the broker kept failing);
+        either way it stays on until a person turns it off.
     auto_kill_reason:
         The automatic conditions met on ``last_date`` (None if none); kept so that a
         rerun of that date keeps the kill switch on.
@@ -174,6 +178,7 @@ class RiskState:
     kill_reason: str | None = None
     manual_kill: bool = False
     manual_reason: str | None = None
+    manual_by: str | None = None
     auto_kill_reason: str | None = None
     last_date: date | None = None
     halved: Mapping[str, float] = field(default_factory=dict)
@@ -216,6 +221,7 @@ class RiskState:
             "kill_reason": self.kill_reason,
             "manual_kill": self.manual_kill,
             "manual_reason": self.manual_reason,
+            "manual_by": self.manual_by,
             "auto_kill_reason": self.auto_kill_reason,
             "last_date": _iso(self.last_date),
             "halved": dict(self.halved),
