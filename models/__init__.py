@@ -33,6 +33,7 @@ from models.tables import (
     FlowRun,
     IngestLog,
     MacroObservation,
+    QuarantinedBar,
     StageCheckpoint,
     metadata,
 )
@@ -60,6 +61,7 @@ __all__ = [
     "OrderRecord",
     "OrderRejection",
     "PositionSnapshot",
+    "QuarantinedBar",
     "Reconciliation",
     "RegimeRecord",
     "ReportRecord",

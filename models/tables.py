@@ -37,6 +37,30 @@ class Bar(SQLModel, table=True):
     ingested_at: dt.datetime = Field(sa_column=_utc_column())
 
 
+class QuarantinedBar(SQLModel, table=True):
+    """A bar a data-quality check refused: kept here, never in ``bars``, so no stage and no
+    later session uses it.  Ingest fetches the session again on the next run; a corrected
+    source replaces it (and its quarantine row is removed)."""
+
+    __tablename__ = "quarantined_bars"
+
+    symbol: str = Field(primary_key=True, max_length=20)
+    date: dt.date = Field(primary_key=True)
+    open: float | None = None
+    high: float | None = None
+    low: float | None = None
+    close: float | None = None
+    adj_close: float | None = None
+    volume: float | None = None
+    source: str = Field(max_length=300)
+    check: str = Field(max_length=40)
+    severity: str = Field(max_length=20)  # blocking | quarantine
+    reason: str = Field(sa_column=Column(Text, nullable=False))
+    as_of: dt.date  # the run that found it
+    run_id: str = Field(max_length=36)
+    quarantined_at: dt.datetime = Field(sa_column=_utc_column())
+
+
 class MacroObservation(SQLModel, table=True):
     """One observation of a macro series (FRED id); ``value`` is null where the source has none."""
 

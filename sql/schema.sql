@@ -95,6 +95,25 @@ CREATE TABLE position_snapshots (
 	PRIMARY KEY (as_of, portfolio, symbol)
 );
 
+CREATE TABLE quarantined_bars (
+	symbol VARCHAR(20) NOT NULL, 
+	date DATE NOT NULL, 
+	open FLOAT, 
+	high FLOAT, 
+	low FLOAT, 
+	close FLOAT, 
+	adj_close FLOAT, 
+	volume FLOAT, 
+	source VARCHAR(300) NOT NULL, 
+	"check" VARCHAR(40) NOT NULL, 
+	severity VARCHAR(20) NOT NULL, 
+	reason TEXT NOT NULL, 
+	as_of DATE NOT NULL, 
+	run_id VARCHAR(36) NOT NULL, 
+	quarantined_at DATETIME NOT NULL, 
+	PRIMARY KEY (symbol, date)
+);
+
 CREATE TABLE risk_state (
 	portfolio VARCHAR(40) NOT NULL, 
 	as_of DATE, 

@@ -8,6 +8,8 @@ the given transaction and returns a reference to them).  :func:`run_stage`
   run is forced: a completed stage keeps what it computed from the inputs it saw then
   (a later stage may have changed them: the orders stage moves the book, and so the
   NAV the risk stage reads).  A changed input fingerprint is logged, not acted on;
+* ``ingest`` is only kept once the day's ``validate`` has passed: bars it refused were
+  moved to quarantine, and the next run fetches them again;
 * with ``--force``, recomputes -- except the day's trading decision (``risk``,
   ``optimize``, ``orders``) once that day's ``orders`` stage has completed: the book
   already traded on it, so recomputing from the post-trade book would overwrite the
@@ -129,6 +131,12 @@ def run_stage[T](
 
 def _keep(ctx: RunContext, stage: str) -> bool:
     """Whether a completed stage is kept (see the module docstring)."""
+    if stage == "ingest" and ctx.flow == "daily-rebalance":
+        # data the validation refused was quarantined: fetch it again (a corrected source
+        # replaces it) until the day's validation has passed
+        checked = ctx.store.checkpoint(ctx.flow, ctx.as_of, "validate")
+        if checked is None or checked.status != "completed":
+            return False
     if not ctx.force:
         return True
     if ctx.flow != "daily-rebalance" or stage not in TRADING_DECISION:

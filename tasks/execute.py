@@ -31,6 +31,7 @@ from dataclasses import dataclass, field
 from datetime import date, timedelta
 from typing import Any
 
+import pandas as pd
 from sqlalchemy import Connection, select
 
 from tasks.audit import AuditLog, export_day
@@ -367,9 +368,27 @@ class Executor:
         prices = last_prices(self.store, universe, as_of)
         snap = snapshot(self.book, prices, as_of)
         account = self.broker.account()
+        weights = dict(result.weights)
+        for symbol, why in self.quarantined_today().items():
+            if symbol not in weights and symbol not in held:
+                continue
+            # keep what is held: a symbol whose bar today was refused is not traded today
+            weights[symbol] = held.get(symbol, 0.0) * prices.get(symbol, 0.0) / snap.nav
+            reason = f"not traded today: its bar for {as_of} is quarantined ({why})"
+            self.rejections.append(
+                {
+                    "as_of": as_of,
+                    "symbol": symbol,
+                    "side": "-",
+                    "qty": 0.0,
+                    "reason": reason,
+                    "run_id": self.ctx.run_id,
+                }
+            )
+            self.audit.add("rejection", {"reason": reason}, None, symbol)
         plan = plan_orders(
             as_of,
-            result.weights,
+            weights,
             held,
             prices,
             nav=snap.nav,
@@ -400,6 +419,14 @@ class Executor:
                 rejection.symbol,
             )
         return plan.orders
+
+    def quarantined_today(self) -> dict[str, str]:
+        """``{symbol: reason}`` of the symbols whose ``as_of`` bar validation refused."""
+        frame = self.store.quarantined(self.ctx.as_of)
+        if frame.empty:
+            return {}
+        today = frame[pd.to_datetime(frame["date"]).dt.date == self.ctx.as_of]
+        return {str(r.symbol): str(r.reason) for r in today.itertuples()}
 
     def write_ahead(self, orders: Sequence[OrderRequest]) -> None:
         """Record the planned orders before anything is sent (their own transaction)."""

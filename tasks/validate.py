@@ -111,6 +111,17 @@ def validate_stage(ctx: RunContext) -> StageOutcome:
                 for f in report.findings
             ],
         )
+        # refused bars leave `bars` for `quarantined_bars`: no stage and no later session
+        # uses them; bars of the window that pass now (a corrected source) are released
+        refused = [
+            (f.series, f.date, f.check, f.severity, f.message)
+            for f in report.refused
+            if f.date is not None
+        ]
+        store.quarantine_bars(tx, refused, ctx.as_of, ctx.run_id)
+        bad = {(s, d) for s, d, *_ in refused}
+        passed = {(str(r.symbol), r.date.date()) for r in window.itertuples()} - bad
+        store.release_quarantine(tx, sorted(passed))
         status = "blocked" if report.status == "blocked" else "completed"
         return status, f"data_quality_reports:{report_id}"
 

@@ -66,24 +66,77 @@ def test_blocking_checks_name_symbol_date_and_check(column: str, value: float, c
     assert f"SPY on {day}: {check}" in report.blocking_message()
 
 
-def test_a_big_jump_is_a_warning_with_the_move() -> None:
+def test_a_big_jump_that_held_is_accepted_as_a_warning_with_the_move() -> None:
+    """The level moves up 80% on session 10 and stays there: the next two closes are
+    within 10% of it, so the jump is real (a warning), and nothing is refused."""
     bars = _clean()
     bars.loc[10:, ["open", "high", "low", "close"]] *= 1.8
     report = _validate(bars)
-    assert report.status == "warnings"
+    assert report.status == "warnings" and report.refused == []
     (finding,) = report.findings
     assert finding.check == "jump" and finding.severity == "warning"
     assert finding.date == bars.loc[10, "date"].date()
+    assert "accepted: the new level held for the next 2 sessions" in finding.message
     # |close_10 / close_9 - 1| with close_10 scaled by 1.8
     assert finding.observed == pytest.approx(bars.loc[10, "close"] / bars.loc[9, "close"] - 1)
 
 
+def test_a_one_day_spike_that_reverses_is_quarantined_and_not_the_next_days_base() -> None:
+    """A single +60% tick on session 12 that is gone on session 13: session 12 is refused
+    (quarantine), and session 13 is measured from session 11's close, so it passes."""
+    bars = _clean()
+    bars.loc[12, ["open", "high", "low", "close"]] *= 1.6
+    report = _validate(bars)
+    assert report.status == "quarantined"
+    (finding,) = report.findings
+    assert (finding.check, finding.severity) == ("jump", "quarantine")
+    assert finding.date == bars.loc[12, "date"].date()
+    assert finding.observed == pytest.approx(bars.loc[12, "close"] / bars.loc[11, "close"] - 1)
+    assert "refused" in finding.message
+    assert [(f.series, f.date) for f in report.refused] == [("SPY", finding.date)]
+    assert report.blocked_symbols() == []  # today's (as_of) bar is fine
+
+
+def test_a_jump_on_the_latest_bar_blocks_that_symbol_unless_a_second_source_agrees() -> None:
+    bars = _clean()
+    last = bars.index[-1]
+    bars.loc[last, ["open", "high", "low", "close"]] *= 1.6
+    report = _validate(bars)
+    assert report.status == "quarantined" and report.blocked_symbols() == ["SPY"]
+    day = bars.loc[last, "date"]
+    agree = pd.DataFrame(
+        {
+            "series": ["SPY"],
+            "date": [day],
+            "primary_source": ["csv"],
+            "secondary_source": ["yfinance"],
+            "primary_close": [bars.loc[last, "close"]],
+            "secondary_close": [bars.loc[last, "close"] * 1.001],
+            "deviation": [0.001],
+        }
+    )
+    confirmed = _validate(bars, deviations=agree)
+    (finding,) = confirmed.findings
+    assert finding.severity == "warning" and "confirmed by a second source" in finding.message
+    assert confirmed.blocked_symbols() == []
+    run_wide = validate_market_data(
+        bars,
+        AS_OF,
+        CONFIG.model_copy(update={"quarantine_scope": "run"}),
+        calendar_of={"SPY": "XNYS"},
+    )
+    assert run_wide.status == "blocked" and "correct the source" in run_wide.blocking_message()
+
+
 def test_the_seam_with_stored_history_is_checked_for_jumps() -> None:
+    """The stored close before the window is a third of the new bars': both new bars are
+    200% above the last good close, and the new level has held for one session only."""
     bars = _clean(sessions=2)
     previous = pd.DataFrame({"symbol": ["SPY"], "close": [bars["close"].iloc[0] / 3]})
     report = _validate(bars, previous_close=previous)
-    assert [f.check for f in report.findings] == ["jump"]
+    assert [f.check for f in report.findings] == ["jump", "jump"]
     assert report.findings[0].date == bars["date"].iloc[0].date()
+    assert {f.severity for f in report.findings} == {"quarantine"}
 
 
 def test_missing_sessions_over_five_percent_are_flagged() -> None:

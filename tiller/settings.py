@@ -117,7 +117,7 @@ class DataConfig(_Frozen):
     fred_url: str | None = None
 
 
-Severity = Literal["blocking", "warning"]
+Severity = Literal["blocking", "quarantine", "warning"]
 CHECKS = (
     "not_null",
     "positive_prices",
@@ -139,6 +139,12 @@ class ValidationConfig(_Frozen):
     stale_tolerance_sessions: int = Field(0, ge=0)
     cross_source_threshold: float = Field(0.01, gt=0)
     context_sessions: int = Field(1, ge=0)
+    # What a quarantined bar stops: the symbol (not traded that day) or the whole run.
+    quarantine_scope: Literal["symbol", "run"] = "symbol"
+    # A jump is accepted when a second source confirms it, or when the next
+    # `jump_confirm_sessions` closes stay within `jump_persist_tolerance` of it.
+    jump_confirm_sessions: int = Field(2, ge=1, le=10)
+    jump_persist_tolerance: float = Field(0.10, gt=0, lt=1)
 
     @field_validator("severity", "index_severity")
     @classmethod

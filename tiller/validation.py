@@ -7,7 +7,14 @@ database.  Three batches are validated, each with its own suite:
     not_null          open/high/low/close present
     positive_prices   open/high/low/close > 0
     ohlc_consistency  high >= max(open, close) and min(open, close) >= low
-    jump              |close_t / close_{t-1} - 1| <= jump_threshold
+    jump              |close_t / close_g - 1| <= jump_threshold, with ``close_g`` the last
+                      *good* close before t (a refused spike is never the base of the
+                      next day's move).  A jump is confirmed -- accepted, a warning --
+                      when a second source agrees on that close (within
+                      ``cross_source_threshold``), or when the next
+                      ``jump_confirm_sessions`` closes stay within
+                      ``jump_persist_tolerance`` of it (the new level held); otherwise
+                      it is refused with the check's severity (``quarantine``).
 ``coverage`` (one row per series)
     missing_sessions  share of calendar sessions between the series' first and
                       last validated bar that have no bar <= missing_threshold
@@ -17,8 +24,9 @@ database.  Three batches are validated, each with its own suite:
     cross_source      |secondary close / primary close - 1| <= threshold
 
 Each failed row becomes a :class:`Finding` with the series, date, check and
-severity (``blocking`` or ``warning``, from config; relaxed for the volatility
-index).
+severity (``blocking``, ``quarantine`` or ``warning``, from config; relaxed for the
+volatility index).  A row-level finding that is ``blocking`` or ``quarantine``
+refuses its bar (:attr:`QualityReport.refused`): the stage moves it out of the store.
 """
 
 from __future__ import annotations
@@ -31,12 +39,16 @@ from datetime import date
 from functools import lru_cache
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tiller import calendars
 from tiller.settings import ValidationConfig
 
 PRICE_COLUMNS = ("open", "high", "low", "close")
+ROW_CHECKS = ("not_null", "positive_prices", "ohlc_consistency", "jump", "cross_source")
+"""Checks about one bar: a refused finding of these quarantines that bar."""
+REFUSING = ("blocking", "quarantine")
 
 
 @dataclass(frozen=True)
@@ -70,20 +82,48 @@ class QualityReport:
     def warnings(self) -> list[Finding]:
         return [f for f in self.findings if f.severity == "warning"]
 
+    quarantine_scope: str = "symbol"
+
+    @property
+    def quarantined(self) -> list[Finding]:
+        return [f for f in self.findings if f.severity == "quarantine"]
+
+    @property
+    def refused(self) -> list[Finding]:
+        """Row-level findings that refuse their bar (blocking or quarantine), by bar."""
+        return [
+            f
+            for f in self.findings
+            if f.check in ROW_CHECKS and f.severity in REFUSING and f.date is not None
+        ]
+
+    def blocked_symbols(self) -> list[str]:
+        """Symbols not traded today: their ``as_of`` bar is quarantined."""
+        return sorted({f.series for f in self.quarantined if f.date == self.as_of})
+
     @property
     def status(self) -> str:
-        """``blocked`` if any blocking finding, ``warnings`` if any warning, else ``passed``."""
-        if self.blocking:
+        """``blocked`` if any blocking finding (or a quarantine when its scope is the run),
+        ``quarantined`` if bars were quarantined, ``warnings`` if any warning, else
+        ``passed``."""
+        if self.blocking or (self.quarantined and self.quarantine_scope == "run"):
             return "blocked"
+        if self.quarantined:
+            return "quarantined"
         return "warnings" if self.findings else "passed"
 
     def blocking_message(self, limit: int = 10) -> str:
-        """A readable list of the blocking findings (symbol, date, check, what was seen)."""
-        lines = [f.message for f in self.blocking[:limit]]
-        more = len(self.blocking) - limit
+        """A readable list of what blocks the run, and what to do about it."""
+        stopping = self.blocking or (self.quarantined if self.quarantine_scope == "run" else [])
+        lines = [f.message for f in stopping[:limit]]
+        more = len(stopping) - limit
         if more > 0:
             lines.append(f"... and {more} more")
-        return "blocking data-quality failure(s):\n  " + "\n  ".join(lines)
+        todo = (
+            "the refused bars are quarantined (no stage or later session uses them); correct "
+            "the source and run this date again: they are fetched again"
+        )
+        return "blocking data-quality failure(s):\n  " + "\n  ".join([*lines, todo])
 
 
 @lru_cache(maxsize=1)
@@ -122,20 +162,61 @@ def _validate(
     return list(result.results)
 
 
-def _bar_frame(bars: pd.DataFrame, jump_from: pd.DataFrame | None) -> pd.DataFrame:
-    """Bars plus the derived columns the suite checks (max/min of open and close, jump)."""
+def _bar_frame(
+    bars: pd.DataFrame,
+    jump_from: pd.DataFrame | None,
+    config: ValidationConfig,
+    guarded: set[str],
+    confirmed_by_source: set[tuple[str, pd.Timestamp]],
+) -> pd.DataFrame:
+    """Bars plus the derived columns the suite checks (max/min of open and close, jump).
+
+    ``jump`` is measured from the last good close (module docstring); ``confirmed`` says
+    why a jump above the threshold is accepted (``""`` when it is not).  For series not
+    in ``guarded`` (the volatility index, whose jumps are real) every close is good.
+    """
     frame = bars.loc[:, ["symbol", "date", *PRICE_COLUMNS]].sort_values(["symbol", "date"])
     frame = frame.reset_index(drop=True)
     frame["max_open_close"] = frame[["open", "close"]].max(axis=1, skipna=False)
     frame["min_open_close"] = frame[["open", "close"]].min(axis=1, skipna=False)
-    previous = frame.groupby("symbol")["close"].shift(1)
-    if jump_from is not None and not jump_from.empty:
-        # the close before each series' first validated row (the seam with stored history)
-        seam = jump_from.set_index("symbol")["close"]
-        first = ~frame["symbol"].duplicated()
-        previous[first] = frame.loc[first, "symbol"].map(seam)
+    seam = (
+        jump_from.set_index("symbol")["close"]
+        if jump_from is not None and not jump_from.empty
+        else pd.Series(dtype=float)
+    )
+    previous = np.full(len(frame), np.nan)
+    confirmed = [""] * len(frame)
+    closes = frame["close"].to_numpy(dtype=float)
+    symbols = frame["symbol"].to_numpy()
+    dates = frame["date"].to_numpy()
+    k, tolerance = config.jump_confirm_sessions, config.jump_persist_tolerance
+    start = 0
+    while start < len(frame):
+        end = start
+        while end < len(frame) and symbols[end] == symbols[start]:
+            end += 1
+        symbol = str(symbols[start])
+        good = float(seam[symbol]) if symbol in seam.index else np.nan
+        for i in range(start, end):
+            previous[i] = good
+            close = closes[i]
+            if not (np.isfinite(close) and close > 0):
+                continue
+            if not np.isfinite(good) or abs(close / good - 1.0) <= config.jump_threshold:
+                good = close
+                continue
+            if (symbol, pd.Timestamp(dates[i])) in confirmed_by_source:
+                confirmed[i] = "confirmed by a second source"
+            elif i + k < end and all(
+                abs(closes[j] / close - 1.0) <= tolerance for j in range(i + 1, i + k + 1)
+            ):
+                confirmed[i] = f"the new level held for the next {k} sessions"
+            if confirmed[i] or symbol not in guarded:
+                good = close
+        start = end
     frame["prev_close"] = previous
-    frame["jump"] = (frame["close"] / previous - 1.0).abs()
+    frame["jump"] = (frame["close"] / frame["prev_close"] - 1.0).abs()
+    frame["confirmed"] = confirmed
     return frame
 
 
@@ -205,7 +286,15 @@ def validate_market_data(
     def severity(check: str, series: str) -> str:
         return config.severity_of(check, series in indices)
 
-    def add(series: str, day: Any, check: str, observed: Any, threshold: Any, what: str) -> None:
+    def add(
+        series: str,
+        day: Any,
+        check: str,
+        observed: Any,
+        threshold: Any,
+        what: str,
+        downgrade: bool = False,
+    ) -> None:
         when = pd.Timestamp(day).date() if day is not None and not pd.isna(day) else None
         observed_value = None if observed is None or pd.isna(observed) else float(observed)
         place = f"{series} on {when}" if when else series
@@ -214,14 +303,31 @@ def validate_market_data(
                 series=series,
                 date=when,
                 check=check,
-                severity=severity(check, series),
+                severity="warning" if downgrade else severity(check, series),
                 observed=observed_value,
                 threshold=None if threshold is None else float(threshold),
                 message=f"{place}: {check}: {what}",
             )
         )
 
-    frame = _bar_frame(bars, previous_close) if not bars.empty else pd.DataFrame()
+    guarded = (
+        {
+            str(symbol)
+            for symbol in bars["symbol"].unique()
+            if config.severity_of("jump", symbol in indices) != "warning"
+        }
+        if not bars.empty
+        else set()
+    )
+    agreeing: set[tuple[str, pd.Timestamp]] = set()
+    if deviations is not None and not deviations.empty:
+        ok = deviations[deviations["deviation"] <= config.cross_source_threshold]
+        agreeing = {(str(r.series), pd.Timestamp(r.date)) for r in ok.itertuples()}
+    frame = (
+        _bar_frame(bars, previous_close, config, guarded, agreeing)
+        if not bars.empty
+        else pd.DataFrame()
+    )
     if not frame.empty:
         suite: list[Any] = []
         for column in PRICE_COLUMNS:
@@ -284,14 +390,24 @@ def validate_market_data(
                         f"low {row['low']:g} > min(open, close) {row['min_open_close']:g}",
                     )
                 else:
+                    why = row["confirmed"]
+                    refused = severity(check, symbol) in REFUSING and not why
                     add(
                         symbol,
                         day,
                         check,
                         row["jump"],
                         config.jump_threshold,
-                        f"close moved {row['jump']:.1%} from {row['prev_close']:g} to "
-                        f"{row['close']:g} (threshold {config.jump_threshold:.0%})",
+                        f"close moved {row['jump']:.1%} from the last good close "
+                        f"{row['prev_close']:g} to {row['close']:g} (threshold "
+                        f"{config.jump_threshold:.0%})"
+                        + (f"; accepted: {why}" if why else "")
+                        + (
+                            "; not confirmed by a second source or by the next sessions: refused"
+                            if refused
+                            else ""
+                        ),
+                        downgrade=bool(why),
                     )
 
     coverage = _coverage(bars, as_of, calendar_of) if not bars.empty else pd.DataFrame()
@@ -380,6 +496,7 @@ def validate_market_data(
         rows_checked=rows,
         expectations_run=expectations_run,
         findings=tuple(findings),
+        quarantine_scope=config.quarantine_scope,
     )
 
 

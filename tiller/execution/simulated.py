@@ -52,7 +52,7 @@ from tiller.execution.broker import (
 from tiller.execution.fills import EPSILON as _EPSILON
 from tiller.execution.fills import Fill
 from tiller.settings import Settings
-from tiller.store.repo import BARS, Store, utcnow
+from tiller.store.repo import BARS, QUARANTINE, Store, utcnow
 
 ORDERS: Table = SimOrder.__table__  # type: ignore[attr-defined]
 POSITIONS: Table = SimPosition.__table__  # type: ignore[attr-defined]
@@ -202,8 +202,11 @@ class SimulatedBroker:
             )
             rows = [dict(r) for r in tx.execute(query).mappings()]
             bars = self._bars(tx, rows, as_of)
+            refused = self._refused(tx, rows)
             for row in rows:
-                fills, processed = self._fills(row, bars.get(row["symbol"]), as_of)
+                fills, processed = self._fills(
+                    row, bars.get(row["symbol"]), as_of, refused.get(row["symbol"], set())
+                )
                 if processed != row["processed_through"]:
                     row = self._apply(tx, row, fills, processed)
                 if fills:
@@ -222,6 +225,20 @@ class SimulatedBroker:
             for symbol, group in frame.groupby("symbol")
         }
 
+    def _refused(self, tx: Connection, rows: list[dict[str, Any]]) -> dict[str, set[date]]:
+        """Sessions whose bar validation refused (quarantined), per symbol: nothing fills
+        on them (no real price is known), the order goes on to the next session."""
+        if not rows:
+            return {}
+        symbols = sorted({r["symbol"] for r in rows})
+        found = tx.execute(
+            select(QUARANTINE.c.symbol, QUARANTINE.c.date).where(QUARANTINE.c.symbol.in_(symbols))
+        ).all()
+        out: dict[str, set[date]] = {}
+        for symbol, day in found:
+            out.setdefault(str(symbol), set()).add(day)
+        return out
+
     def _fill_sessions(self, row: dict[str, Any], as_of: date) -> list[date]:
         """Sessions on which ``row`` may fill, not after ``as_of`` and not already processed."""
         calendar = self.settings.calendar_of(row["symbol"])
@@ -229,11 +246,16 @@ class SimulatedBroker:
         return fill_model.fill_sessions(days, row["as_of"], row["processed_through"], self.settings)
 
     def _fills(
-        self, row: dict[str, Any], bars: pd.DataFrame | None, as_of: date
+        self,
+        row: dict[str, Any],
+        bars: pd.DataFrame | None,
+        as_of: date,
+        refused: set[date] | frozenset[date] = frozenset(),
     ) -> tuple[list[Fill], date | None]:
         """The fills of ``row`` up to ``as_of`` and the last session processed.
 
-        Stops at the first fill session without a stored bar (the order waits for it).
+        Stops at the first fill session without a stored bar (the order waits for it),
+        except a session whose bar was refused (quarantined): nothing fills there.
         """
         remaining = row["qty"] - row["filled_qty"]
         processed: date | None = row["processed_through"]
@@ -244,6 +266,9 @@ class SimulatedBroker:
         for session in self._fill_sessions(row, as_of):
             if remaining <= _EPSILON:
                 break
+            if session in refused and session not in bars.index:
+                processed = session
+                continue
             if session not in bars.index:
                 break
             fill = self._fill_on(row, bars.loc[session], session, remaining, vol)

@@ -25,6 +25,7 @@ from tiller.store.migrate import upgrade
 
 BARS: Table = models.Bar.__table__  # type: ignore[attr-defined]
 MACRO: Table = models.MacroObservation.__table__  # type: ignore[attr-defined]
+QUARANTINE: Table = models.QuarantinedBar.__table__  # type: ignore[attr-defined]
 RUNS: Table = models.FlowRun.__table__  # type: ignore[attr-defined]
 CHECKPOINTS: Table = models.StageCheckpoint.__table__  # type: ignore[attr-defined]
 INGEST_LOG: Table = models.IngestLog.__table__  # type: ignore[attr-defined]
@@ -137,6 +138,79 @@ class Store:
             {"series_id": series_id, **r, "source": source, "ingested_at": now} for r in records
         ]
         return self.upsert(tx, MACRO, rows, ("series_id", "date"))
+
+    def quarantine_bars(
+        self,
+        tx: Connection,
+        refused: Sequence[tuple[str, date, str, str, str]],
+        as_of: date,
+        run_id: str,
+    ) -> int:
+        """Move bars out of ``bars`` into ``quarantined_bars``.
+
+        ``refused`` holds ``(symbol, date, check, severity, reason)``, one per bar (the
+        first reason wins).  A bar no longer stored (already quarantined by an earlier run)
+        has its quarantine row refreshed.  Returns the number of bars moved.
+        """
+        if not refused:
+            return 0
+        wanted = {(s, d): (c, sev, r) for s, d, c, sev, r in reversed(refused)}
+        symbols = sorted({s for s, _ in wanted})
+        days = [d for _, d in wanted]
+        stored = self.load_bars(symbols, min(days), max(days), tx=tx)
+        stored["day"] = stored["date"].dt.date
+        rows = []
+        moved = 0
+        now = utcnow()
+        by_key = {(r.symbol, r.day): r for r in stored.itertuples()}
+        for (symbol, day), (check, severity, reason) in wanted.items():
+            bar = by_key.get((symbol, day))
+            values = (
+                {
+                    c: (None if pd.isna(getattr(bar, c)) else float(getattr(bar, c)))
+                    for c in ("open", "high", "low", "close", "adj_close", "volume")
+                }
+                if bar is not None
+                else {}
+            )
+            rows.append(
+                {
+                    "symbol": symbol,
+                    "date": day,
+                    "open": values.get("open"),
+                    "high": values.get("high"),
+                    "low": values.get("low"),
+                    "close": values.get("close"),
+                    "adj_close": values.get("adj_close"),
+                    "volume": values.get("volume"),
+                    "source": str(bar.source) if bar is not None else "",
+                    "check": check,
+                    "severity": severity,
+                    "reason": reason,
+                    "as_of": as_of,
+                    "run_id": run_id,
+                    "quarantined_at": now,
+                }
+            )
+            if bar is not None:
+                tx.execute(BARS.delete().where(BARS.c.symbol == symbol, BARS.c.date == day))
+                moved += 1
+        self.upsert(tx, QUARANTINE, rows, ("symbol", "date"))
+        return moved
+
+    def release_quarantine(self, tx: Connection, accepted: Sequence[tuple[str, date]]) -> None:
+        """Forget the quarantine of bars a later run accepted (a corrected source)."""
+        for symbol, day in accepted:
+            tx.execute(
+                QUARANTINE.delete().where(QUARANTINE.c.symbol == symbol, QUARANTINE.c.date == day)
+            )
+
+    def quarantined(self, as_of: date | None = None) -> pd.DataFrame:
+        """The quarantined bars (of the run for ``as_of``, or all), newest first."""
+        query = select(QUARANTINE)
+        if as_of is not None:
+            query = query.where(QUARANTINE.c.as_of == as_of)
+        return self._frame(query.order_by(QUARANTINE.c.date.desc()), None)
 
     # ------------------------------------------------------------------- reads
     def last_bar_dates(self, on_or_before: date | None = None) -> dict[str, date]:
