@@ -15,7 +15,7 @@ from typing import Any
 from prefect import flow, get_run_logger
 from prefect.runtime import flow_run
 
-from flows.stage_tasks import daily_stages
+from flows.stage_tasks import daily_stages, mark_crashed
 from tasks.daily import FLOW, STAGES, run_daily
 from tiller.settings import load_settings
 
@@ -56,6 +56,7 @@ def daily_rebalance(
         run_id=run_id,
         prefect_id=str(flow_run.get_id() or ""),
         logger=get_run_logger(),
+        on_interrupted=mark_crashed,
     )
     store = Store.open(settings.db_url, migrate=False)
     try:

@@ -6,6 +6,8 @@ them directly); this module is the one place that wraps them for the flows.
 
 from __future__ import annotations
 
+from uuid import UUID
+
 from prefect import task
 from prefect.cache_policies import NO_CACHE
 
@@ -41,3 +43,26 @@ def daily_stages() -> DailyStages:
 
 
 weekly_report = task(name="weekly-report", cache_policy=NO_CACHE)(weekly_report_stage)
+
+
+def mark_crashed(flow_run_ids: list[str]) -> None:
+    """Set earlier flow runs of the same date that died mid-way (still RUNNING in Prefect)
+    to Crashed, so the UI does not show them running for ever."""
+    from prefect.client.orchestration import get_client
+    from prefect.client.schemas.objects import StateType
+    from prefect.states import Crashed
+
+    with get_client(sync_client=True) as client:
+        for flow_run_id in flow_run_ids:
+            try:
+                run = client.read_flow_run(UUID(flow_run_id))
+                if run.state is not None and run.state.type is StateType.RUNNING:
+                    client.set_flow_run_state(
+                        UUID(flow_run_id),
+                        Crashed(message="the process running it died; a later run resumed"),
+                        force=True,
+                    )
+            except Exception:  # the UI's view is not worth failing today's run for
+                import logging
+
+                logging.getLogger(__name__).warning("could not mark %s crashed", flow_run_id)

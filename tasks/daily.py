@@ -93,8 +93,12 @@ def run_daily(
     run_id: str | None = None,
     prefect_id: str | None = None,
     logger: logging.Logger | logging.LoggerAdapter[Any] | None = None,
+    on_interrupted: Callable[[list[str]], None] | None = None,
 ) -> str:
     """Run the daily pipeline for ``as_of`` (default: the latest completed session).
+
+    ``on_interrupted`` receives the Prefect flow-run ids of earlier runs of the date that
+    died without finishing (the flow marks them Crashed in Prefect).
 
     Returns
     -------
@@ -116,7 +120,10 @@ def run_daily(
     try:
         with run_lock(store, FLOW, f"{day}", settings.run_lock_wait_seconds):
             check_book_date(store, FLOW, STAGES, day, force)
+            stuck = [str(r["prefect_flow_run_id"]) for r in store.running_runs(FLOW, day)]
             run_id = store.start_run(FLOW, day, force, prefect_id, run_id)
+            if on_interrupted is not None and any(stuck):
+                on_interrupted([p for p in stuck if p and p != "None"])
             ctx = RunContext(settings, store, FLOW, day, run_id, force)
             log.info("daily-rebalance for %s (run %s, force=%s)", day, run_id, force)
             _stages(ctx, stages, log)

@@ -82,9 +82,10 @@ def run_daily_flow(as_of: date | None, force: bool, prefect: bool = False) -> di
     day = resolve_as_of(as_of)  # before any server starts
     check_settings(settings)
     if use_prefect(prefect):
-        from flows.daily_rebalance import daily_rebalance
+        with _prefect_api(settings):
+            from flows.daily_rebalance import daily_rebalance
 
-        return _run_flow(settings, daily_rebalance, "daily-rebalance", day, force)
+            return _run_flow(settings, daily_rebalance, "daily-rebalance", day, force)
     from tasks.daily import plain_stages
 
     return _run_local(
@@ -101,10 +102,27 @@ def run_weekly_flow(as_of: date | None, force: bool, prefect: bool = False) -> d
     day = resolve_as_of(as_of)
     check_home(settings)
     if use_prefect(prefect):
-        from flows.weekly_review import weekly_review
+        with _prefect_api(settings):
+            from flows.weekly_review import weekly_review
 
-        return _run_flow(settings, weekly_review, "weekly-review", day, force)
+            return _run_flow(settings, weekly_review, "weekly-review", day, force)
     return _run_local(settings, lambda run_id: run_weekly(settings, day, force, run_id=run_id))
+
+
+def _prefect_api(settings: Any) -> Any:
+    """The configured Prefect server, or a temporary one that dies with this process."""
+    import contextlib
+    import os
+
+    if os.environ.get("PREFECT_API_URL"):
+        return contextlib.nullcontext()
+    from tiller.prefect_server import temporary_server
+
+    typer.echo(
+        "starting a temporary Prefect server for this run (set PREFECT_API_URL to use yours)",
+        err=True,
+    )
+    return temporary_server(settings.home_dir)
 
 
 def _run_local(settings: Any, run: Any) -> dict[str, Any]:

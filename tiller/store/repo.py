@@ -323,6 +323,14 @@ class Store:
             )
         return run_id
 
+    def running_runs(self, flow: str, as_of: date) -> list[dict[str, Any]]:
+        """Runs of (flow, as_of) still marked ``running`` (a new run will mark them
+        ``interrupted``): their ids and Prefect flow-run ids."""
+        query = select(RUNS.c.id, RUNS.c.prefect_flow_run_id).where(
+            RUNS.c.flow == flow, RUNS.c.as_of == as_of, RUNS.c.status == "running"
+        )
+        return self._frame(query, None).to_dict("records")
+
     def finish_run(
         self, run_id: str, status: str, stages: dict[str, str], error: str | None = None
     ) -> None:
