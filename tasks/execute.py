@@ -195,7 +195,11 @@ class Executor:
         final = [s.value for s in OrderStatus if s.terminal] + ["failed", "abandoned"]
         if not planned:
             final.append("planned")
-        query = select(ORDERS).where(ORDERS.c.status.not_in(final))
+        # only this broker's orders: after TILLER_BROKER changes, the new broker is never
+        # asked about the old one's orders
+        query = select(ORDERS).where(
+            ORDERS.c.status.not_in(final), ORDERS.c.broker == self.broker.name
+        )
         stored = {
             str(r["client_order_id"]): dict(r) for r in self.store.select(query).to_dict("records")
         }

@@ -3,6 +3,7 @@ where it can be checked early, and nothing is written."""
 
 from __future__ import annotations
 
+import json
 import os
 import subprocess
 import sys
@@ -149,3 +150,35 @@ def test_an_unwritable_home_is_one_line_naming_tiller_home(tmp_path: Path, where
         assert done.stderr.strip().startswith(f"error: TILLER_HOME={home} cannot be written")
         assert len(done.stderr.strip().splitlines()) == 1
     assert not (tmp_path / "tiller.db").exists()
+
+
+@pytest.mark.parametrize(
+    "url",
+    ["https://api.alpaca.markets", "https://api.alpaca.markets\\@localhost:8443"],
+)
+def test_a_live_broker_url_is_refused_before_any_stage(tmp_path: Path, url: str) -> None:
+    db = tmp_path / "tiller.db"
+    env = _env(
+        tmp_path,
+        f"sqlite:///{db}",
+        TILLER_BROKER="alpaca",
+        TILLER_ALPACA_URL=url,
+        ALPACA_API_KEY="PKTESTKEY",
+        ALPACA_SECRET_KEY="testsecret",
+    )
+    done = _cli(env, "run", "daily", "--as-of", "2024-03-08", "--json")
+    assert done.returncode == 2
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "failed" and summary["stages"] == {}
+    assert summary["error"].startswith("TILLER_BROKER=alpaca: refusing")
+    assert not db.exists()  # nothing written, no stage ran
+
+
+def test_an_unwritable_home_is_a_json_line_too(tmp_path: Path) -> None:
+    blocker = tmp_path / "a-file"
+    blocker.write_text("not a folder")
+    env = _env(tmp_path, f"sqlite:///{tmp_path / 'x.db'}", TILLER_HOME=str(blocker / "home"))
+    done = _cli(env, "run", "daily", "--as-of", "2024-03-08", "--json")
+    assert done.returncode == 2
+    summary = json.loads(done.stdout.strip().splitlines()[-1])
+    assert summary["status"] == "failed" and "TILLER_HOME=" in summary["error"]

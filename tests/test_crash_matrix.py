@@ -317,6 +317,47 @@ def test_a_killed_run_reruns_without_repeating_or_losing_anything(
         )
         orders = store.select(select(ORDERS.c.correlation_id))
         assert set(orders["correlation_id"]) <= set(planned["correlation_id"])
+        # the day's audit file holds every event of the day in the table
+        events = store.select(select(AUDIT_EVENTS.c.id).where(AUDIT_EVENTS.c.as_of == _d(CRASH)))
+        lines = (world.home / "audit" / f"{CRASH}.jsonl").read_text().splitlines()
+        assert len(lines) == len(events)
+    finally:
+        store.close()
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize(
+    ("kind", "broker"),
+    [(k, b) for k in ("sqlite", "postgresql") for b in ("paper", "alpaca")],
+)
+def test_a_crashed_day_never_rerun_is_picked_up_by_the_next_session(
+    kind: str, broker: str, workdir: Path
+) -> None:
+    """Killed after its first order was sent, the day is never run again: the next session
+    adopts what reached the broker (fills booked once), abandons what did not, and ends
+    with the book equal to the broker and no order left ``planned``."""
+    if kind == "postgresql" and not PG_URL:
+        pytest.skip("TILLER_TEST_DATABASE_URL not set: PostgreSQL tests skipped")
+    world, state = _clone(_prepare(kind, broker, workdir), workdir, f"skip_{kind}_{broker}")
+    with _maybe_fake(state) as fake:
+        world.fake = fake
+        assert _daily(world, CRASH, TILLER_FAULT_INJECT="orders:after_submit").exitcode == 137
+        after = _daily(world, NEXT)
+        assert after.exitcode == 0, (after.summary, after.error)
+        ledger = _ledger(world, fake)
+    assert len(ledger.posted_ids) == len(set(ledger.posted_ids))
+    for cid, filled in ledger.broker_orders.items():
+        assert ledger.order_rows.get(cid) == pytest.approx(filled)  # adopted, fills once
+    filled = {c: q for c, q in ledger.broker_orders.items() if q > 0}
+    assert {c: pytest.approx(q) for c, q in ledger.fill_rows.items()} == filled
+    assert ledger.book_positions == ledger.broker_positions
+    assert ledger.book_cash == pytest.approx(ledger.broker_cash, abs=0.05)
+    store = Store.open(world.db_url, migrate=False)
+    try:
+        statuses = store.select(select(ORDERS.c.client_order_id, ORDERS.c.status))
+        assert "planned" not in set(statuses["status"])
+        unsent = statuses[~statuses["client_order_id"].isin(list(ledger.broker_orders))]
+        assert set(unsent["status"]) <= {"abandoned"}
     finally:
         store.close()
 

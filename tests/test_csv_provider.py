@@ -85,3 +85,11 @@ def test_missing_folder_and_unknown_symbol(tmp_path: Path) -> None:
     assert not provider.supports("NOPE", SeriesKind.BAR)
     with pytest.raises(DataError, match="NOPE.csv: no such file"):
         provider.fetch(_request("NOPE"))
+
+
+@pytest.mark.parametrize("series", ["../macro/DGS10", "..", "sub/SPY", ".hidden"])
+def test_a_series_name_never_reads_outside_the_folder(series: str) -> None:
+    provider = CsvProvider(MARKET)
+    assert provider.supports(series, SeriesKind.BAR) is False
+    with pytest.raises(DataError, match="is not a series name"):
+        provider.fetch(_request(series))

@@ -334,3 +334,29 @@ def test_an_unanswered_broker_leaves_the_outcome_unknown_and_the_day_failed(loss
     assert {r["status"] for r in day1} == {"filled"}
     held = {s: p.qty for s, p in later.book.positions.items()}
     assert held == {s.replace("/", ""): p["qty"] for s, p in server.state.positions.items()}
+
+
+def test_after_switching_brokers_the_new_one_is_never_asked_about_the_old_ones_orders(
+    market, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Paper orders left open (they fill 5 sessions later), then TILLER_BROKER=alpaca: the
+    Alpaca API is asked about no paper order, and those stay as they were."""
+    paper = market(execution={"fill_delay_sessions": 5})
+    first = orders_stage(context(paper, DAY1), _targets(GLD=0.3), _decision(paper, DAY1)).value
+    paper_ids = {r["client_order_id"] for r in first.orders.values()}
+    assert paper_ids
+    monkeypatch.setenv("ALPACA_API_KEY", KEY)
+    monkeypatch.setenv("ALPACA_SECRET_KEY", SECRET)
+    with alpaca_trading_server(AlpacaTradingState()) as server:
+        alpaca = market(
+            broker="alpaca",
+            alpaca_url=server.url,
+            execution={"fill_delay_sessions": 5, "poll_timeout_seconds": 0.2},
+        )
+        orders_stage(context(alpaca, DAY2), _targets(), _decision(alpaca, DAY2))
+        asked = [f"{r.path} {r.query}" for r in server.requests if "orders" in r.path]
+        assert not any(cid in text for cid in paper_ids for text in asked), asked
+    store = Store.open(paper.db_url)
+    statuses = store.select(select(ORDERS.c.client_order_id, ORDERS.c.status, ORDERS.c.broker))
+    left = statuses[statuses["client_order_id"].isin(paper_ids)]
+    assert set(left["broker"]) == {"paper"} and set(left["status"]) == {"accepted"}

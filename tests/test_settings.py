@@ -93,3 +93,26 @@ def test_a_broken_config_file_is_named(monkeypatch: pytest.MonkeyPatch, tmp_path
     monkeypatch.setenv("TILLER_CONFIG_DIR", str(tmp_path / "nowhere"))
     with pytest.raises(ConfigError, match="TILLER_CONFIG_DIR"):
         load_settings()
+
+
+def test_retries_are_bounded() -> None:
+    with pytest.raises(
+        ConfigError, match=r"TILLER_EXECUTION__MAX_RETRIES.*less than or equal to 10"
+    ):
+        load_settings(execution={"max_retries": 1000})
+
+
+def test_a_profile_cannot_name_an_asset_that_reads_outside_the_data_folder(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    """An asset key is a symbol: a profile defining ``../../etc/passwd`` would make the CSV
+    provider read a file outside its folder."""
+    profile = tmp_path / "evil.yaml"
+    profile.write_text(
+        "universe: SPY\n"
+        "assets:\n"
+        "  ../../etc/passwd: {asset_class: equity, max_weight: 0.1, stop_loss: 0.1}\n"
+    )
+    monkeypatch.setenv("TILLER_PROFILE", str(profile))
+    with pytest.raises(ConfigError, match=r"asset '\.\./\.\./etc/passwd' is not a symbol"):
+        load_settings()

@@ -538,7 +538,7 @@ class Settings(BaseSettings):
     assets: dict[str, AssetSpec]
     universe_groups: dict[str, list[str]]
     costs: dict[str, CostSpec]
-    volatility_index: str = "VIX"
+    volatility_index: str = Field("VIX", pattern=r"^[A-Z0-9^][A-Z0-9.\-^=]{0,14}$")
     macro_series: list[str] = Field(default_factory=list)
 
     data: DataConfig = Field(default_factory=DataConfig)
@@ -609,6 +609,11 @@ class Settings(BaseSettings):
                     f"universe group {group!r} names assets not in `assets`: {unknown}"
                 )
         for symbol, spec in self.assets.items():
+            if not _SYMBOL.match(symbol):
+                raise ValueError(
+                    f"asset {symbol!r} is not a symbol (letters, digits and . - ^ =, at most 15, "
+                    "e.g. SPY, BTC-USD, ^VIX)"
+                )
             if spec.cost_class not in self.costs:
                 raise ValueError(
                     f"asset {symbol} has cost_class {spec.cost_class!r}; "

@@ -134,11 +134,24 @@ class CsvProvider:
         return f"csv:{self.folder}"
 
     def path_for(self, series: str, kind: SeriesKind) -> Path:
+        """``<folder>/<series>.csv``; a series name that would leave the folder (``..``, a
+        path separator) is refused."""
         base = self.folder if kind is SeriesKind.BAR else self.macro_folder
-        return base / f"{series}.csv"
+        path = base / f"{series}.csv"
+        if "/" in series or "\\" in series or series.startswith(".") or (
+            path.resolve().parent != base.resolve()
+        ):
+            raise DataError(
+                f"{series!r} is not a series name: it would read {path.resolve()} outside "
+                f"{base.resolve()}"
+            )
+        return path
 
     def supports(self, series: str, kind: SeriesKind) -> bool:
-        return self.path_for(series, kind).is_file()
+        try:
+            return self.path_for(series, kind).is_file()
+        except DataError:
+            return False
 
     def fetch(self, request: SeriesRequest) -> pd.DataFrame:
         path = self.path_for(request.series, request.kind)
