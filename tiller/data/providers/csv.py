@@ -138,8 +138,11 @@ class CsvProvider:
         path separator) is refused."""
         base = self.folder if kind is SeriesKind.BAR else self.macro_folder
         path = base / f"{series}.csv"
-        if "/" in series or "\\" in series or series.startswith(".") or (
-            path.resolve().parent != base.resolve()
+        if (
+            "/" in series
+            or "\\" in series
+            or series.startswith(".")
+            or (path.resolve().parent != base.resolve())
         ):
             raise DataError(
                 f"{series!r} is not a series name: it would read {path.resolve()} outside "
