@@ -89,8 +89,11 @@ def test_a_blocking_failure_stops_the_flow_and_names_symbol_date_and_check(
     store = Store.open(env)
     validate = store.checkpoint("daily-rebalance", AS_OF, "validate")
     assert validate is not None and validate.status == "blocked"
-    # a rerun does not skip a blocked validation: it checks again (and blocks again)
-    assert _run()["stages"] == {"ingest": "skipped", "validate": "completed"}
+    # the refused bar left the store; a rerun fetches it again and checks it again (and,
+    # the source unchanged, blocks again)
+    bars = store.load_bars(["SPY"], AS_OF, AS_OF)
+    assert bars.empty and list(store.quarantined()["symbol"]) == ["SPY"]
+    assert _run()["stages"] == {"ingest": "completed", "validate": "completed"}
 
 
 def test_a_bad_setting_is_refused_before_anything_is_written(
