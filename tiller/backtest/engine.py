@@ -1,30 +1,38 @@
-"""The backtest: every session replayed through the daily flow's pure stage functions.
+"""The backtest: history replayed through the daily flow's own stage functions.
 
+What depends only on data up to a date is computed for every session at once, by the
+functions the daily flow calls on its window (:mod:`tiller.pipeline`):
+
+* the bars as aligned arrays, the session returns, the dividends
+  (:class:`~tiller.pipeline.market.Market`);
+* the factors (:func:`~tiller.strategy.factors.factor_panel`, cut per session by
+  :func:`~tiller.strategy.factors.factor_arrays`), the regime and the signals
+  (:func:`~tiller.strategy.signals.signal_panel`).
+
+What depends on the path -- the book, fills, the risk ladder, stops, re-entry, orders --
+steps session by session in a lean loop, composing the day's decision with the same
+functions as the flow's risk, optimize and orders stages (:mod:`tiller.pipeline.decide`).
 Per session ``d`` (the XNYS sessions in ``[start, end]``, or every day for a 24/7-only
 universe), in the order a trading day happens:
 
-1. **fills** -- open orders fill on their fill sessions up to ``d``
+1. **dividends and fills** -- cash dividends of the ex-dates since the last session;
+   open orders fill on their fill sessions up to ``d``
    (:func:`tiller.execution.fills.fill_on`, the paper broker's own fill model: next open or
-   the order day's close, slippage, commission, volume cap) and are booked with
-   :func:`tiller.execution.accounting.apply_fill`;
-2. **mark** -- the book is valued at the ``d`` closes
+   the order day's close, slippage, commission, volume cap), booked with
+   :func:`tiller.execution.accounting.apply_fill`; a symbol whose data ended is sold at
+   its last close (delisted);
+2. **mark** -- the book valued at the ``d`` closes
    (:func:`~tiller.execution.accounting.snapshot`);
-3. **risk** -- :func:`tiller.risk.assess_risk` every session (drawdown ladder, stops,
-   correlation monitor, kill switch, re-entry), as the risk stage calls it;
+3. **risk** -- :func:`tiller.pipeline.decide.assess` every session;
 4. **decide** -- on a rebalance day (:func:`tiller.portfolio.cadence.is_rebalance_day`, or
-   when the risk level rises): :func:`~tiller.strategy.factors.factors_at`,
-   :func:`~tiller.strategy.regime.regime_at`, :func:`~tiller.strategy.signals.generate_signals`,
-   :func:`~tiller.portfolio.selection.investable` and
-   :func:`~tiller.portfolio.optimize.optimize_weights`; every session, risk's forced exits,
-   halvings and the L4 liquidation;
-5. **orders** -- :func:`~tiller.execution.orders.plan_orders` (or
-   :func:`~tiller.execution.orders.liquidation_orders` at L4) at the ``d`` closes; with
+   when the risk level rises): the day's signals and :func:`tiller.pipeline.decide.targets`;
+   every session, risk's forced exits, halvings and the L4 liquidation;
+5. **orders** -- :func:`tiller.pipeline.decide.orders` at the ``d`` closes; with
    ``fill_price: close`` they fill at once, otherwise at the next session's open.
 
-What is computed once instead of per date, with identical values: the factor panel
-(every factor of a date only reads bars up to that date), the session returns and the
-price matrices.  No function sees a bar after ``d`` when deciding on ``d``: the panel
-and returns are cut at ``d``, and fills only use bars of their fill session.
+No function sees a bar after ``d`` when deciding on ``d``: each session's factors are its
+last row on or before ``d``, its returns end at ``d``, and fills only use bars of their
+fill session.
 
 Differences from the paper flow, by design: the book used by risk on ``d`` already holds
 the fills made at ``d``'s open (the flow books them in its orders stage, after risk); on
@@ -67,25 +75,16 @@ from tiller.execution.accounting import (
     update_peak,
 )
 from tiller.execution.broker import OrderRequest, OrderSide
-from tiller.execution.dividends import implied_dividends
-from tiller.execution.orders import liquidation_orders, plan_orders
+from tiller.pipeline import decide
+from tiller.pipeline.market import Market
 from tiller.portfolio.cadence import Cadence, is_rebalance_day
-from tiller.portfolio.optimize import CASH, optimize_weights
-from tiller.portfolio.returns import price_matrix, session_returns, wide_adjusted
-from tiller.portfolio.selection import investable
-from tiller.risk import (
-    PositionInfo,
-    RiskDecision,
-    RiskInputs,
-    RiskState,
-    assess_risk,
-    reset_after_confirmation,
-)
-from tiller.risk.reentry import target_portfolio_returns
+from tiller.portfolio.optimize import CASH
+from tiller.risk import PositionInfo, RiskDecision, RiskState, reset_after_confirmation
+from tiller.risk.window import ReturnWindow
 from tiller.settings import Settings
-from tiller.strategy.factors import factor_panel, factors_at
-from tiller.strategy.regime import classify_regime, regime_at
-from tiller.strategy.signals import generate_signals
+from tiller.strategy.factors import factor_arrays, factor_panel
+from tiller.strategy.regime import classify_regime
+from tiller.strategy.signals import SignalPanel, inputs_from_arrays, signal_panel, signals_at
 
 
 class BacktestError(TillerError, ValueError):
@@ -181,7 +180,8 @@ def run_backtest(
     Raises
     ------
     BacktestError
-        ``start`` after ``end``, no bars for the universe, or no session in the range.
+        ``start`` after ``end``, no bars for the universe, no session in the range, or
+        a window that runs past the data.
     """
     return _Replay(settings, market, start, end, cadence or settings.backtest.cadence).run(
         label, run_id or f"bt-{uuid.uuid4().hex[:12]}"
@@ -204,44 +204,44 @@ class _Replay:
                 f"no bars for the universe {', '.join(settings.symbols)} up to {end}; "
                 "check TILLER_DATA_SOURCES and the symbols' history"
             )
-        present = set(bars["symbol"].unique())
-        self.symbols = [s for s in settings.symbols if s in present]
-        self.no_data = [s for s in settings.symbols if s not in present]
-        self.calendars = {s: settings.calendar_of(s) for s in self.symbols}
-        self.asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
-        with self.timer("factors"):
-            self.panel = factor_panel(bars, settings.strategy.factors, self.calendars)
+        calendars = {s: settings.calendar_of(s) for s in settings.symbols}
         with self.timer("prepare"):
-            self._prepare(bars, market.vix, start, end)
+            self.market = Market.from_bars(bars, market.vix, settings.symbols, calendars)
+        self.symbols = list(self.market.symbols)
+        self.no_data = [s for s in settings.symbols if s not in self.market.symbols]
+        self.calendars = {s: calendars[s] for s in self.symbols}
+        self.asset_classes = {s: settings.asset(s).asset_class for s in self.symbols}
+        with self.timer("prepare"):
+            self._prepare(start, end)
+        with self.timer("factors"):
+            panel = factor_panel(bars, settings.strategy.factors, self.calendars)
+        with self.timer("signals"):
+            self.signals = self._signal_panel(panel)
 
     # ------------------------------------------------------------------ set-up
-    def _prepare(self, bars: pd.DataFrame, vix: pd.DataFrame, start: date, end: date) -> None:
-        wide = bars.pivot(index="date", columns="symbol", values=["open", "close", "volume"])
-        self.open = wide["open"].reindex(columns=self.symbols)
-        self.close = wide["close"].reindex(columns=self.symbols)
-        self.volume = wide["volume"].reindex(columns=self.symbols)
-        self.mark = self.close.ffill()  # last close on or before a date, per symbol
-        adjusted = wide_adjusted(bars).reindex(index=self.close.index, columns=self.symbols)
-        self.dividends = implied_dividends(self.close, adjusted)
-        prices = price_matrix(bars).reindex(columns=self.symbols)
-        self.returns = session_returns(prices, self.calendars)
-        self.adjusted = prices  # for the 20-return volatility of the slippage
+    def _prepare(self, start: date, end: date) -> None:
+        market = self.market
         xnys = "XNYS" in set(self.calendars.values())
         days = calendar_sessions("XNYS" if xnys else "24/7", start, end)
-        first_bar = self.close.index.min()
+        first_bar = market.grid.min()
         self.days = [d.date() for d in days if d >= first_bar]
         if not self.days:
             raise BacktestError(
                 f"no trading session between {start} and {end} with data; the bars start on "
                 f"{first_bar.date()}"
             )
-        self.vix = vix[["date", "close"]].copy()
-        self.vix["date"] = pd.to_datetime(self.vix["date"])
-        self.vix = self.vix.sort_values("date").reset_index(drop=True)
-        self.vix_dates = self.vix["date"].to_numpy()
-        self.vix_close = self.vix["close"].to_numpy(dtype=float)
-        dates = np.array([d.date() for d in self.close.index], dtype=object)
-        self.bar_dates = {s: list(dates[self.close[s].notna().to_numpy()]) for s in self.symbols}
+        self.rows = [market.row(d) for d in self.days]  # grid row of each session
+        self.return_rows = [market.returns_rows(d) for d in self.days]
+        self.close = market.values("close")
+        self.open = market.values("open")
+        self.volume = market.values("volume")
+        self.mark = market.mark
+        self.price = market.price.to_numpy(dtype=float)
+        self.returns = market.returns_values
+        self.column = {s: j for j, s in enumerate(self.symbols)}
+        self.grid = [d.date() for d in market.grid]
+        self.bar_rows = market.bar_rows
+        self.bar_dates = {s: [self.grid[r] for r in rows] for s, rows in self.bar_rows.items()}
         self._check_coverage(start, end)
 
     def _check_coverage(self, start: date, end: date) -> None:
@@ -249,7 +249,8 @@ class _Replay:
         it (delisted: sold at their last close on the next session, never held stale)."""
         last_bar = {s: self.bar_dates[s][-1] for s in self.symbols if self.bar_dates[s]}
         index = self.settings.volatility_index
-        vix_end = self.vix["date"].max().date() if len(self.vix) else None
+        vix = self.market.vix
+        vix_end = vix["date"].max().date() if len(vix) else None
         window_last = self.days[-1]
         data_end = max(last_bar.values())
         usable = min(data_end, vix_end) if vix_end is not None else None
@@ -266,64 +267,27 @@ class _Replay:
             )
         self.delistings: dict[str, tuple[date, date]] = {}
         for symbol, last in last_bar.items():
-            later = [d for d in self.days if d > last]
-            if later:
-                self.delistings[symbol] = (last, later[0])
+            position = bisect.bisect_right(self.days, last)
+            if position < len(self.days):
+                self.delistings[symbol] = (last, self.days[position])
 
-    def _delist(self, book: Portfolio, day: date, traded: list[dict[str, Any]]) -> Portfolio:
-        """Sell every position whose data ended before ``day`` at its last close (see
-        :func:`tiller.execution.fills.delisting_fill`) and leave the symbol out from now on."""
-        for symbol, (last, first_missing) in self.delistings.items():
-            if first_missing != day:
-                continue
-            self.gone.add(symbol)
-            position = book.positions.get(symbol)
-            if position is None:
-                self.events.append(
-                    _event(
-                        day,
-                        "delisted",
-                        symbol,
-                        f"{symbol}: no data after {last}; not held, "
-                        "left out of the universe from now on",
-                    )
-                )
-                continue
-            close = float(self.close.at[pd.Timestamp(last), symbol])
-            history = self.adjusted[symbol].loc[: pd.Timestamp(last)].dropna()
-            fill = fill_model.delisting_fill(
-                symbol,
-                position.qty,
-                close,
-                day,
-                costs.daily_volatility(history.to_numpy(dtype=float)),
-                self.settings,
-            )
-            cid = f"delist-{day:%Y%m%d}-{symbol}"
-            book = apply_fill(
-                book,
-                Fill(
-                    cid,
-                    symbol,
-                    OrderSide.SELL,
-                    fill.qty,
-                    fill.price,
-                    fill.commission,
-                    datetime.combine(day, datetime.min.time(), tzinfo=UTC),
-                ),
-            )
-            traded.append(_trade(fill, last, symbol, OrderSide.SELL, cid))
-            self.events.append(
-                _event(
-                    day,
-                    "delisted",
-                    symbol,
-                    f"{symbol}: no data after {last}: the {fill.qty:g} held are sold at the "
-                    f"last close {close:,.4f} less slippage ({fill.price:,.4f}), commission "
-                    f"{fill.commission:,.2f}; left out of the universe from now on",
-                )
-            )
-        return book
+    def _signal_panel(self, panel: pd.DataFrame) -> SignalPanel:
+        """Every session's signals at once (no look-ahead: each session's factors are
+        its last row on or before it; delisted symbols are left out from their delisting)."""
+        settings = self.settings
+        excluded = np.zeros((len(self.days), len(self.symbols)), dtype=bool)
+        days = np.array(self.days, dtype="datetime64[D]")
+        for symbol, (_, gone) in self.delistings.items():
+            excluded[days >= np.datetime64(gone, "D"), self.column[symbol]] = True
+        arrays = factor_arrays(panel, self.days, self.symbols, excluded)
+        vix = np.array(
+            [v if (v := self.market.vix_on(d)) is not None else np.nan for d in self.days]
+        )
+        inputs = inputs_from_arrays(
+            arrays, vix, settings.strategy.signals, settings.strategy.regime
+        )
+        window_periods = int(panel.attrs.get("window_periods_per_year", 252))
+        return signal_panel(inputs, settings.strategy.signals, window_periods)
 
     # ------------------------------------------------------------------- replay
     def run(self, label: str, run_id: str) -> BacktestResult:
@@ -343,20 +307,20 @@ class _Replay:
         events: list[dict[str, Any]] = []
         self.events = events
         self.gone: set[str] = set()
-        fixed = settings.optimize.fixed_weights if settings.optimize.method == "fixed" else None
         confirm_after = settings.backtest.l4_confirm_after_sessions
         halted_days = 0
         ongoing: set[tuple[str, str | None]] = set()
 
-        for day in self.days:
+        for i, day in enumerate(self.days):
             traded: list[dict[str, Any]] = []
             with self.timer("fills"):
-                book, paid = self._pay_dividends(book, previous_day, day)
+                book, paid = self._pay_dividends(book, i)
                 book = self._fill(book, open_orders, day, traded)
                 if self.delistings:
                     book = self._delist(book, day, traded)
             with self.timer("mark"):
-                snap = snapshot(book, self._marks(book, day), day)
+                marks = self._marks(book, i)
+                snap = snapshot(book, marks, day)
                 book = update_peak(book, snap)
             if state.halted and confirm_after is not None:
                 halted_days += 1
@@ -367,7 +331,9 @@ class _Replay:
                         _event(day, "operator_reset", None, "simulated operator confirmation")
                     )
             with self.timer("risk"):
-                decision = self._risk(day, snap.nav, previous_nav, book, state, signals, targets)
+                decision = self._risk(
+                    i, day, snap.nav, previous_nav, book, marks, state, signals, targets
+                )
             state = decision.state
             events.extend(
                 _event(day, e.kind, e.symbol, e.reason)
@@ -382,169 +348,142 @@ class _Replay:
             with self.timer("orders"):
                 if decision.orders_allowed and decision.halted:
                     open_orders.clear()
-                    requests = liquidation_orders(
-                        day,
-                        book.quantities(),
-                        settings.execution.strategy_tag,
-                        asset_classes=self.asset_classes,
-                    )
+                    requests = self._plan(i, day, {}, book, snap.nav, decision)
             if decision.orders_allowed and not decision.halted:
                 if rebalance:
-                    signals, targets = self._decide(day, snap.nav, book, decision, fixed)
+                    with self.timer("signals"):
+                        signals = signals_at(self.signals, i, settings.strategy.signals)
+                    with self.timer("optimize"):
+                        current = self._weights(book, marks, snap.nav)
+                        targets = decide.targets(
+                            signals, decision, current, snap.nav, self._window(i), settings
+                        ).weights
                     wanted: Mapping[str, float] = targets
                 elif decision.forced_exits or decision.halve:
-                    wanted = self._weights(book, day, snap.nav)
+                    wanted = self._weights(book, marks, snap.nav)
                 else:
                     wanted = {}
                 if wanted or rebalance:
                     with self.timer("orders"):
                         open_orders.clear()  # day orders: what did not fill is not carried
-                        requests = self._plan(day, wanted, book, snap.nav, decision)
-            open_orders.extend(self._open(r, day) for r in requests)
+                        requests = self._plan(i, day, wanted, book, snap.nav, decision)
+            open_orders.extend(self._open(r, day, i) for r in requests)
             if settings.execution.fill_price == "close" and open_orders:
                 with self.timer("fills"):
                     book = self._fill(book, open_orders, day, traded)
-                    snap = snapshot(book, self._marks(book, day), day)
+                    marks = self._marks(book, i)
+                    snap = snapshot(book, marks, day)
                     book = update_peak(book, snap)
             trades.extend(traded)
             daily_rows.append(self._daily(day, snap, decision, traded, rebalance, paid))
-            weight_rows.append(self._weights(book, day, snap.nav, with_cash=True))
+            weight_rows.append(self._weights(book, marks, snap.nav, with_cash=True))
             previous_nav, previous_day, previous_level = snap.nav, day, decision.level
         return self._result(run_id, label, daily_rows, weight_rows, trades, events)
 
     # ------------------------------------------------------------------ stages
-    def _pay_dividends(
-        self, book: Portfolio, previous: date | None, day: date
-    ) -> tuple[Portfolio, float]:
-        """Credit the cash dividends of the ex-dates after ``previous`` up to ``day`` on the
-        positions held at the open (a holder before the ex-date is paid)."""
-        if not book.positions or previous is None:
+    def _pay_dividends(self, book: Portfolio, i: int) -> tuple[Portfolio, float]:
+        """Credit the cash dividends of the ex-dates after the previous session up to this
+        one on the positions held at the open (a holder before the ex-date is paid)."""
+        if not book.positions or i == 0:
             return book, 0.0
-        index = self.dividends.index
-        lo = int(index.searchsorted(pd.Timestamp(previous), side="right"))
-        hi = int(index.searchsorted(pd.Timestamp(day), side="right"))
-        window = self.dividends.iloc[lo:hi]
+        lo, hi = self.rows[i - 1] + 1, self.rows[i] + 1
+        if hi <= lo:
+            return book, 0.0
+        window = self.market.dividends[lo:hi]
         before = book.cash
         for symbol in list(book.positions):
-            for per_share in window[symbol].to_numpy():
+            for per_share in window[:, self.column[symbol]]:
                 if per_share > 0:
                     book = apply_dividend(book, symbol, float(per_share))
         return book, book.cash - before
 
-    def _marks(self, book: Portfolio, day: date) -> dict[str, float]:
-        i = int(self.mark.index.searchsorted(pd.Timestamp(day), side="right")) - 1
-        if i < 0:
+    def _marks(self, book: Portfolio, i: int) -> dict[str, float]:
+        row = self.rows[i]
+        if row < 0:
             return {}
-        row = self.mark.iloc[i]
-        return {s: float(row[s]) for s in book.positions}
+        return {s: float(self.mark[row, self.column[s]]) for s in book.positions}
 
     def _weights(
-        self, book: Portfolio, day: date, nav: float, with_cash: bool = False
+        self, book: Portfolio, marks: Mapping[str, float], nav: float, with_cash: bool = False
     ) -> dict[str, float]:
-        marks = self._marks(book, day)
         weights = {s: p.qty * marks[s] / nav for s, p in book.positions.items()}
         if with_cash:
             weights[CASH] = book.cash / nav
         return weights
 
-    def _returns_upto(self, day: date, rows: int, columns: list[str]) -> pd.DataFrame:
-        end = int(self.returns.index.searchsorted(pd.Timestamp(day), side="right"))
-        return self.returns.iloc[max(0, end - rows) : end][columns]
+    def _window(self, i: int) -> ReturnWindow:
+        """The universe's session returns up to session ``i`` (no later row)."""
+        return ReturnWindow(self.returns[: self.return_rows[i]], tuple(self.symbols))
 
     def _risk(
         self,
+        i: int,
         day: date,
         nav: float,
         previous_nav: float | None,
         book: Portfolio,
+        marks: Mapping[str, float],
         state: RiskState,
         signals: list[Signal],
         targets: Mapping[str, float],
     ) -> RiskDecision:
-        config = self.settings.risk
-        returns = self._returns_upto(day, config.correlation_window, self.symbols)
-        portfolio_returns = target_portfolio_returns(returns, targets)
-        marks = self._marks(book, day)
         positions = {
             s: PositionInfo(
                 qty=p.qty, entry_price=p.avg_cost, price=marks[s], weight=p.qty * marks[s] / nav
             )
             for s, p in book.positions.items()
         }
-        inputs = RiskInputs(
-            as_of=day,
-            nav=nav,
-            previous_nav=previous_nav,
-            returns=returns,
-            portfolio_returns=portfolio_returns,
-            positions=positions,
-            signals=tuple(s for s in signals if s.symbol not in self.gone),
-            asset_classes=self.asset_classes,
+        rows = self.return_rows[i]
+        window = ReturnWindow(
+            self.returns[max(0, rows - self.settings.risk.correlation_window) : rows],
+            tuple(self.symbols),
         )
-        return assess_risk(inputs, state, config)
-
-    def _decide(
-        self,
-        day: date,
-        nav: float,
-        book: Portfolio,
-        decision: RiskDecision,
-        fixed: Mapping[str, float] | None,
-    ) -> tuple[list[Signal], dict[str, float]]:
-        settings = self.settings
-        with self.timer("signals"):
-            snapshot_ = factors_at(self.panel, day, exclude=self.gone)
-            reading = regime_at(self.vix, day, settings.strategy.regime)
-            signals = generate_signals(snapshot_, reading, settings.strategy.signals)
-        with self.timer("optimize"):
-            current = self._weights(book, day, nav)
-            assets = investable(signals, decision, list(current), fixed)
-            returns = self._returns_upto(day, settings.optimize.lookback, assets)
-            result = optimize_weights(
-                returns.dropna(),
-                current,
-                nav,
-                {s: settings.asset(s).max_weight for s in assets},
-                settings.optimize,
-                exposure=decision.exposure_scale,
-                pair_caps=decision.pair_caps,
-                fixed=fixed,
-            )
-        return signals, result.weights
+        live = [s for s in signals if s.symbol not in self.gone]
+        return decide.assess(
+            day,
+            nav,
+            previous_nav,
+            positions,
+            window,
+            targets,
+            live,
+            state,
+            self.settings,
+            classes=self.asset_classes,
+        )
 
     def _plan(
         self,
+        i: int,
         day: date,
         targets: Mapping[str, float],
         book: Portfolio,
         nav: float,
         decision: RiskDecision,
     ) -> list[OrderRequest]:
-        symbols = sorted(set(targets) | set(book.positions))
-        ts = pd.Timestamp(day)
+        row = self.rows[i]
         prices = {}
-        for s in symbols:
-            if s in self.close.columns and ts in self.close.index:
-                price = self.close.at[ts, s]
-                if not pd.isna(price):
-                    prices[s] = float(price)
-        plan = plan_orders(
+        if row >= 0 and self.grid[row] == day:
+            for s in sorted(set(targets) | set(book.positions)):
+                j = self.column.get(s)
+                if j is not None and not math.isnan(self.close[row, j]):
+                    prices[s] = float(self.close[row, j])
+        plan = decide.orders(
             day,
             targets,
             book.quantities(),
             prices,
-            nav=nav,
-            cash=book.cash,
-            buying_power=book.cash,
-            decision=decision,
-            assets=self.settings.assets,
-            config=self.settings.execution,
+            nav,
+            book.cash,
+            book.cash,
+            decision,
+            self.settings,
         )
         return plan.orders
 
-    def _open(self, request: OrderRequest, day: date) -> _OpenOrder:
-        history = self.adjusted[request.symbol].loc[: pd.Timestamp(day)].dropna()
-        return _OpenOrder(request, day, costs.daily_volatility(history.to_numpy(dtype=float)))
+    def _open(self, request: OrderRequest, day: date, i: int) -> _OpenOrder:
+        column = self.price[: self.rows[i] + 1, self.column[request.symbol]]
+        return _OpenOrder(request, day, costs.daily_volatility(column[np.isfinite(column)]))
 
     def _fill(
         self,
@@ -558,21 +497,25 @@ class _Replay:
         for order in sorted(open_orders, key=lambda o: o.request.side is OrderSide.BUY):
             request = order.request
             dates = self.bar_dates[request.symbol]
-            lo = bisect.bisect_right(dates, order.processed or order.order_day) - 1
-            candidates = [d for d in dates[max(lo, 0) :] if order.order_day <= d <= day]
+            rows = self.bar_rows[request.symbol]
+            j = self.column[request.symbol]
+            lo = max(bisect.bisect_right(dates, order.processed or order.order_day) - 1, 0)
+            hi = bisect.bisect_right(dates, day)
+            candidates = [d for d in dates[lo:hi] if d >= order.order_day]
+            row_of = dict(zip(dates[lo:hi], rows[lo:hi], strict=True))
             for session in fill_model.fill_sessions(
                 candidates, order.order_day, order.processed, self.settings
             ):
                 if order.remaining <= fill_model.EPSILON:
                     break
-                ts = pd.Timestamp(session)
+                row = row_of[session]
                 fill = fill_model.fill_on(
                     request.symbol,
                     request.side,
                     session,
-                    float(self.open.at[ts, request.symbol]),
-                    float(self.close.at[ts, request.symbol]),
-                    float(self.volume.at[ts, request.symbol]),
+                    float(self.open[row, j]),
+                    float(self.close[row, j]),
+                    float(self.volume[row, j]),
                     order.remaining,
                     order.daily_vol,
                     self.settings,
@@ -606,6 +549,63 @@ class _Replay:
         open_orders[:] = [o for o in open_orders if o.remaining > fill_model.EPSILON]
         return book
 
+    def _delist(self, book: Portfolio, day: date, traded: list[dict[str, Any]]) -> Portfolio:
+        """Sell every position whose data ended before ``day`` at its last close (see
+        :func:`tiller.execution.fills.delisting_fill`) and leave the symbol out from now on."""
+        for symbol, (last, first_missing) in self.delistings.items():
+            if first_missing != day:
+                continue
+            self.gone.add(symbol)
+            position = book.positions.get(symbol)
+            if position is None:
+                self.events.append(
+                    _event(
+                        day,
+                        "delisted",
+                        symbol,
+                        f"{symbol}: no data after {last}; not held, left out of the universe "
+                        "from now on",
+                    )
+                )
+                continue
+            j = self.column[symbol]
+            last_row = int(self.bar_rows[symbol][-1])
+            close = float(self.close[last_row, j])
+            history = self.price[: last_row + 1, j]
+            fill = fill_model.delisting_fill(
+                symbol,
+                position.qty,
+                close,
+                day,
+                costs.daily_volatility(history[np.isfinite(history)]),
+                self.settings,
+            )
+            cid = f"delist-{day:%Y%m%d}-{symbol}"
+            book = apply_fill(
+                book,
+                Fill(
+                    cid,
+                    symbol,
+                    OrderSide.SELL,
+                    fill.qty,
+                    fill.price,
+                    fill.commission,
+                    datetime.combine(day, datetime.min.time(), tzinfo=UTC),
+                ),
+            )
+            traded.append(_trade(fill, last, symbol, OrderSide.SELL, cid))
+            self.events.append(
+                _event(
+                    day,
+                    "delisted",
+                    symbol,
+                    f"{symbol}: no data after {last}: the {fill.qty:g} held are sold at the "
+                    f"last close {close:,.4f} less slippage ({fill.price:,.4f}), commission "
+                    f"{fill.commission:,.2f}; left out of the universe from now on",
+                )
+            )
+        return book
+
     # ------------------------------------------------------------------ record
     def _daily(
         self,
@@ -617,11 +617,9 @@ class _Replay:
         dividends: float,
     ) -> dict[str, Any]:
         notional = math.fsum(t["notional"] for t in traded)
-        i = int(np.searchsorted(self.vix_dates, np.datetime64(day), side="right")) - 1
+        vix = self.market.vix_on(day)
         regime = (
-            classify_regime(float(self.vix_close[i]), self.settings.strategy.regime).value
-            if i >= 0
-            else ""
+            classify_regime(vix, self.settings.strategy.regime).value if vix is not None else ""
         )
         return {
             "date": day,

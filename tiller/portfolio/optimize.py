@@ -64,10 +64,13 @@ from __future__ import annotations
 import math
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
+from functools import cached_property
 from typing import TYPE_CHECKING, Final, Literal
 
 import numpy as np
 import pandas as pd
+
+from tiller.risk.window import ReturnWindow
 
 if TYPE_CHECKING:
     from tiller.settings import OptimizeConfig
@@ -168,7 +171,7 @@ class _Raw:
 
 
 def optimize_weights(
-    returns: pd.DataFrame,
+    returns: ReturnWindow | pd.DataFrame,
     current: Mapping[str, float],
     nav: float,
     max_weights: Mapping[str, float],
@@ -231,6 +234,8 @@ def optimize_weights(
         raise ValueError(f"nav must be a positive dollar amount, got {nav!r}")
     if not (math.isfinite(exposure) and 0 <= exposure <= 1):
         raise ValueError(f"exposure must lie in [0, 1], got {exposure!r}")
+    if isinstance(returns, pd.DataFrame):
+        returns = ReturnWindow.from_frame(returns)
     symbols = [str(c) for c in returns.columns]
     if len(set(symbols)) != len(symbols) or CASH in symbols:
         raise ValueError(f"returns columns must be unique asset symbols, got {symbols}")
@@ -257,7 +262,7 @@ def optimize_weights(
     trades = apply_trading_limits(target, held, nav, config, caps, pair_caps)
 
     final = trades.weights
-    contributions = risk_contributions({s: final.get(s, 0.0) for s in symbols}, window.cov())
+    contributions = risk_contributions({s: final.get(s, 0.0) for s in symbols}, window.cov, symbols)
     weights = dict(final)
     weights[CASH] = 1.0 - math.fsum(final.values())
     return OptimizationResult(
@@ -454,7 +459,11 @@ def apply_trading_limits(
     return TradeOutcome(weights=final, skipped=skipped, turnover=turnover)
 
 
-def risk_contributions(weights: Mapping[str, float], cov: pd.DataFrame) -> dict[str, float]:
+def risk_contributions(
+    weights: Mapping[str, float],
+    cov: pd.DataFrame | np.ndarray,
+    symbols: Sequence[str] | None = None,
+) -> dict[str, float]:
     """Each asset's share of the portfolio variance.
 
     Parameters
@@ -463,7 +472,10 @@ def risk_contributions(weights: Mapping[str, float], cov: pd.DataFrame) -> dict[
         Weights (any scale) of the assets to include; each must be a row/column of
         ``cov``.
     cov:
-        Covariance matrix of daily returns.
+        Covariance matrix of daily returns: a frame, or an array whose rows and columns
+        are ``symbols``.
+    symbols:
+        The order of an array ``cov``'s rows and columns.
 
     Returns
     -------
@@ -475,7 +487,12 @@ def risk_contributions(weights: Mapping[str, float], cov: pd.DataFrame) -> dict[
     if not names:
         return {}
     w = np.array([float(weights[s]) for s in names], dtype=float)
-    sigma = cov.loc[names, names].to_numpy(dtype=float)
+    if isinstance(cov, pd.DataFrame):
+        sigma = cov.loc[names, names].to_numpy(dtype=float)
+    else:
+        index = {s: i for i, s in enumerate(symbols or [])}
+        rows = [index[s] for s in names]
+        sigma = np.asarray(cov)[np.ix_(rows, rows)]
     marginal = sigma @ w
     variance = float(w @ marginal)
     if not (math.isfinite(variance) and variance > 0):
@@ -487,15 +504,45 @@ def risk_contributions(weights: Mapping[str, float], cov: pd.DataFrame) -> dict[
 # --- step 1 -------------------------------------------------------------------------
 
 
-def _window(returns: pd.DataFrame, lookback: int) -> pd.DataFrame:
+@dataclass(frozen=True, eq=False)
+class _Window:
+    """The complete rows of the lookback window and their sample statistics."""
+
+    values: np.ndarray  # (rows, assets), no missing value
+    symbols: list[str]
+
+    def __len__(self) -> int:
+        return int(self.values.shape[0])
+
+    @property
+    def columns(self) -> list[str]:
+        return self.symbols
+
+    @cached_property
+    def cov(self) -> np.ndarray:
+        """Sample covariance (ddof = 1); NaN with fewer than two rows."""
+        n = len(self.symbols)
+        if len(self) < 2:
+            return np.full((n, n), np.nan)
+        return np.atleast_2d(np.cov(self.values, rowvar=False, ddof=1))
+
+    @cached_property
+    def std(self) -> np.ndarray:
+        return np.std(self.values, axis=0, ddof=1)
+
+    def frame(self) -> pd.DataFrame:
+        return pd.DataFrame(self.values, columns=self.symbols)
+
+
+def _window(returns: ReturnWindow, lookback: int) -> _Window:
     """The last ``lookback`` rows, as floats, without rows holding a missing value."""
-    frame = returns.iloc[-lookback:].astype(float)
-    frame.columns = [str(c) for c in frame.columns]
-    return frame.replace([np.inf, -np.inf], np.nan).dropna(how="any")
+    values = np.asarray(returns.values[-lookback:], dtype=float)
+    complete = np.isfinite(values).all(axis=1) if values.size else np.ones(len(values), bool)
+    return _Window(values[complete], [str(c) for c in returns.columns])
 
 
 def _raw_weights(
-    window: pd.DataFrame, previous: Mapping[str, float], source: str, solver: str = "riskfolio"
+    window: _Window, previous: Mapping[str, float], source: str, solver: str = "riskfolio"
 ) -> _Raw:
     """Step 1: risk parity, else inverse volatility, else previous weights, else cash."""
     symbols = list(window.columns)
@@ -505,7 +552,7 @@ def _raw_weights(
     if rows < 2:
         why = f"only {rows} complete row(s) of returns: no volatility estimate"
         return _previous(symbols, previous, source, why)
-    vol = window.std(ddof=1).to_numpy(dtype=float)
+    vol = window.std
     flat = [s for s, v in zip(symbols, vol, strict=True) if not (v > MIN_VOLATILITY)]
     if flat:
         why = (
@@ -519,7 +566,7 @@ def _raw_weights(
     if rows <= n:  # T rows give a sample covariance of rank <= T - 1 < N: singular
         why = f"covariance singular: only {rows} complete rows for {n} assets (rank <= {rows - 1})"
         return _inverse_volatility(symbols, vol, why, math.inf)
-    eig = np.linalg.eigvalsh(np.corrcoef(window.to_numpy(dtype=float), rowvar=False))
+    eig = np.linalg.eigvalsh(np.corrcoef(window.values, rowvar=False))
     smallest, largest = float(eig[0]), float(eig[-1])
     condition = largest / smallest if smallest > 0 else math.inf
     if not smallest >= MIN_CORRELATION_EIGENVALUE:
@@ -621,7 +668,7 @@ def newton_risk_parity(cov: np.ndarray, tol: float = 1e-10, max_iter: int = 100)
     raise ArithmeticError(f"no convergence in {max_iter} Newton steps")
 
 
-def _solve_risk_parity(window: pd.DataFrame, solver: str = "riskfolio") -> np.ndarray:
+def _solve_risk_parity(window: _Window, solver: str = "riskfolio") -> np.ndarray:
     """Equal-risk-contribution weights (equal budget, standard deviation), checked.
 
     ``solver="riskfolio"``: riskfolio-lib ``rp_optimization`` (a cvxpy conic solve);
@@ -635,21 +682,21 @@ def _solve_risk_parity(window: pd.DataFrame, solver: str = "riskfolio") -> np.nd
         finite, negative, or whose risk contributions are off ``1/N`` by more than
         ``RISK_PARITY_TOLERANCE`` (relative).
     """
-    n = window.shape[1]
+    n = len(window.symbols)
     if solver == "newton":
         try:
-            w = newton_risk_parity(window.cov().to_numpy(dtype=float))
+            w = newton_risk_parity(window.cov)
         except (ArithmeticError, np.linalg.LinAlgError) as exc:
             raise _SolveError(f"Newton risk parity: {exc}") from exc
     else:
-        w = _riskfolio_risk_parity(window)
+        w = _riskfolio_risk_parity(window.frame())
     if not np.isfinite(w).all():
         raise _SolveError(f"{solver} returned non-finite weights")
     if (w < -1e-6).any() or w.sum() <= 0:
         raise _SolveError(f"{solver} returned negative weights")
     w = np.clip(w, 0.0, None)
     w = w / w.sum()
-    sigma = window.cov().to_numpy(dtype=float)
+    sigma = window.cov
     marginal = sigma @ w
     shares = w * marginal / float(w @ marginal)
     deviation = float(np.max(np.abs(shares * n - 1.0)))

@@ -28,6 +28,7 @@ import pandas as pd
 
 from tiller.domain import RiskLevel
 from tiller.risk.model import RiskEvent
+from tiller.risk.window import ReturnWindow, pairwise_correlation
 from tiller.settings import RiskConfig
 
 Pair = tuple[str, str, float]
@@ -42,7 +43,8 @@ class CorrelationReport:
     symbols:
         The monitored assets present in the returns frame (sorted).
     matrix:
-        Their correlation matrix (NaN where a pair has too little data).
+        Their correlation matrix (NaN where a pair has too little data), rows and
+        columns in ``symbols`` order.
     pairs:
         Every pair with a correlation, ``(a, b, rho)`` with ``a < b``.
     average:
@@ -57,7 +59,7 @@ class CorrelationReport:
     """
 
     symbols: tuple[str, ...]
-    matrix: pd.DataFrame
+    matrix: np.ndarray
     pairs: tuple[Pair, ...]
     average: float | None
     capped_pairs: tuple[Pair, ...]
@@ -66,7 +68,7 @@ class CorrelationReport:
 
 
 def correlation_report(
-    returns: pd.DataFrame, symbols: Iterable[str], config: RiskConfig
+    returns: ReturnWindow | pd.DataFrame, symbols: Iterable[str], config: RiskConfig
 ) -> CorrelationReport:
     """Correlations of ``symbols`` over the last ``config.correlation_window`` rows.
 
@@ -81,21 +83,23 @@ def correlation_report(
         Thresholds and window.
     """
     window = config.correlation_window
-    present = sorted({s for s in symbols if s in returns.columns})
-    frame = returns.loc[:, present].tail(window).astype(float)
-    matrix = frame.corr(min_periods=max(10, window // 2)) if present else pd.DataFrame()
+    if isinstance(returns, pd.DataFrame):
+        returns = ReturnWindow.from_frame(returns)
+    columns = set(returns.columns)
+    present = sorted({s for s in symbols if s in columns})
+    recent = returns.tail(window)
+    block = recent.select(present)
+    values = pairwise_correlation(block, max(10, window // 2))
     pairs: list[Pair] = []
     missing_pair = False
-    values = matrix.to_numpy(dtype=float) if present else np.empty((0, 0))
-    position = {symbol: i for i, symbol in enumerate(matrix.columns)}
-    for a, b in combinations(present, 2):
-        rho = float(values[position[a], position[b]])
+    for (i, a), (j, b) in combinations(enumerate(present), 2):
+        rho = float(values[i, j])
         if math.isfinite(rho):
             pairs.append((a, b, rho))
         else:
             missing_pair = True
     average = sum(p[2] for p in pairs) / len(pairs) if pairs else None
-    rows = len(frame)
+    rows = len(recent)
     events: list[RiskEvent] = []
     capped: list[Pair] = []
     for a, b, rho in pairs:
@@ -135,7 +139,7 @@ def correlation_report(
         )
     return CorrelationReport(
         symbols=tuple(present),
-        matrix=matrix,
+        matrix=values,
         pairs=tuple(pairs),
         average=average,
         capped_pairs=tuple(capped),

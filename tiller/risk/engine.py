@@ -52,6 +52,7 @@ from dataclasses import dataclass, field
 from datetime import date
 from typing import Any
 
+import numpy as np
 import pandas as pd
 
 from tiller.domain import RiskLevel, Signal
@@ -69,6 +70,7 @@ from tiller.risk.ladder import (
 from tiller.risk.model import PositionInfo, ReentryPhase, RiskEvent, RiskState
 from tiller.risk.reentry import ReentryStep, advance_reentry
 from tiller.risk.stops import check_stops
+from tiller.risk.window import ReturnWindow
 from tiller.settings import RiskConfig
 
 CRYPTO = "crypto"
@@ -108,8 +110,8 @@ class RiskInputs:
     as_of: date
     nav: float
     previous_nav: float | None = None
-    returns: pd.DataFrame = field(default_factory=pd.DataFrame)
-    portfolio_returns: pd.Series = field(default_factory=lambda: pd.Series(dtype=float))
+    returns: ReturnWindow | pd.DataFrame = field(default_factory=ReturnWindow)
+    portfolio_returns: np.ndarray | pd.Series = field(default_factory=lambda: np.empty(0))
     positions: Mapping[str, PositionInfo] = field(default_factory=dict)
     signals: Sequence[Signal] = ()
     asset_classes: Mapping[str, str] = field(default_factory=dict)

@@ -52,6 +52,7 @@ import pandas as pd
 
 from tiller.domain import RiskLevel
 from tiller.risk.model import RampOrigin, ReentryPhase, RiskEvent, RiskState
+from tiller.risk.window import ReturnWindow
 from tiller.settings import RiskConfig
 
 VOL_WINDOW = 20
@@ -60,24 +61,30 @@ PERIODS_PER_YEAR = 252
 """Annualisation factor (trading days) of the re-entry volatility."""
 
 
-def target_portfolio_returns(returns: pd.DataFrame, targets: Mapping[str, float]) -> pd.Series:
+def target_portfolio_returns(
+    returns: ReturnWindow | pd.DataFrame, targets: Mapping[str, float]
+) -> np.ndarray:
     """Daily returns of the portfolio the book would hold: ``sum_i w_i r_i`` over the
     target weights (``CASH`` and assets without returns left out); with no such target
     (e.g. the last target was all cash), the equal-weighted universe stands in, so that
-    re-entry can still measure the market's calm."""
-    weights = {s: float(w) for s, w in targets.items() if s in returns.columns and w > 0}
+    re-entry can still measure the market's calm.  NaN on a day no such asset has a
+    return."""
+    if isinstance(returns, pd.DataFrame):
+        returns = ReturnWindow.from_frame(returns)
+    columns = set(returns.columns)
+    weights = {s: float(w) for s, w in targets.items() if s in columns and w > 0}
     if not weights:
-        if returns.empty:
-            return pd.Series(dtype=float)
+        if not returns.columns:
+            return np.empty(0)
         weights = dict.fromkeys(returns.columns, 1.0 / len(returns.columns))
-    block = returns[list(weights)].to_numpy(dtype=float)
+    block = returns.select(list(weights))
     combined = np.nansum(block * np.array(list(weights.values())), axis=1)
     combined[np.isnan(block).all(axis=1)] = np.nan
-    return pd.Series(combined, index=returns.index)
+    return combined
 
 
 def annualised_volatility(
-    portfolio_returns: pd.Series,
+    portfolio_returns: np.ndarray | pd.Series,
     window: int = VOL_WINDOW,
     periods_per_year: int = PERIODS_PER_YEAR,
 ) -> float | None:
@@ -85,10 +92,11 @@ def annualised_volatility(
 
     NaN returns are dropped first; None when fewer than ``window`` returns remain.
     """
-    values = pd.Series(portfolio_returns, dtype=float).dropna().tail(window)
+    values = np.asarray(portfolio_returns, dtype=float)
+    values = values[~np.isnan(values)][-window:]
     if len(values) < window:
         return None
-    return float(values.std(ddof=1)) * math.sqrt(periods_per_year)
+    return float(np.std(values, ddof=1)) * math.sqrt(periods_per_year)
 
 
 def ramp_fraction(started: date, as_of: date, config: RiskConfig) -> float:
@@ -122,7 +130,7 @@ def _calm_text(sigma: float | None, target: float) -> str:
 def advance_reentry(
     state: RiskState,
     level: RiskLevel,
-    portfolio_returns: pd.Series,
+    portfolio_returns: np.ndarray | pd.Series,
     as_of: date,
     new_day: bool,
     config: RiskConfig,

@@ -67,7 +67,7 @@ from __future__ import annotations
 
 import math
 import re
-from collections.abc import Collection, Mapping
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import date
 from functools import cached_property
@@ -520,3 +520,77 @@ def _reason(
         f"undefined on {bar_dates[symbol].isoformat()} with {has} sessions of history "
         "(a missing or non-positive price in its window, or flat prices)"
     )
+
+
+@dataclass(frozen=True, eq=False)
+class FactorArrays:
+    """Every factor of every symbol as of each of ``days``, as ``(days, symbols)`` arrays:
+    the values :func:`factors_at` gives on each day, computed for all days at once.
+
+    Attributes
+    ----------
+    days:
+        The cut-off dates (``datetime64[D]``).
+    symbols:
+        The columns.
+    values:
+        Factor name -> array; NaN where the symbol's last row on or before the day lacks
+        the factor, or the symbol has no row yet.
+    rank:
+        ``momentum_12_1_rank`` among the symbols present that have ``momentum_12_1``.
+    present:
+        The symbol has a row on or before the day (and is not excluded).
+    history:
+        The number of the symbol's rows on or before the day.
+    """
+
+    days: np.ndarray
+    symbols: tuple[str, ...]
+    values: Mapping[str, np.ndarray]
+    rank: np.ndarray
+    present: np.ndarray
+    history: np.ndarray
+
+
+def factor_arrays(
+    panel: pd.DataFrame,
+    days: Sequence[date],
+    symbols: Sequence[str],
+    excluded: np.ndarray | None = None,
+) -> FactorArrays:
+    """:func:`factors_at` for every day at once (each symbol's last row on or before the
+    day, the 12-1 rank across the symbols present), as arrays.
+
+    ``excluded`` (``(days, symbols)`` bool) leaves a symbol out of a day's snapshot and
+    ranking, as ``factors_at(..., exclude=...)`` does (delisted symbols).
+    """
+    wanted = np.array(days, dtype="datetime64[D]")
+    factor_names = [c for c in panel.columns if c not in BOOKKEEPING]
+    out = {f: np.full((len(wanted), len(symbols)), np.nan) for f in factor_names}
+    history = np.zeros((len(wanted), len(symbols)), dtype=int)
+    if not panel.index.is_monotonic_increasing:
+        panel = panel.sort_index()
+    by_symbol = panel.reset_index(level=0).groupby(level=0, sort=False)
+    groups = {str(s): g for s, g in by_symbol}
+    for j, symbol in enumerate(symbols):
+        group = groups.get(symbol)
+        if group is None:
+            continue
+        row_days = group["date"].to_numpy().astype("datetime64[D]")
+        count = np.searchsorted(row_days, wanted, side="right")
+        history[:, j] = count
+        has = count > 0
+        rows = np.where(has, count - 1, 0)
+        for factor in factor_names:
+            column = group[factor].to_numpy(dtype=float)
+            out[factor][:, j] = np.where(has, column[rows], np.nan)
+    present = history > 0
+    if excluded is not None:
+        present &= ~excluded
+        for factor in factor_names:
+            out[factor][~present] = np.nan
+    m121 = out.get(MOMENTUM_12_1)
+    rank = np.full((len(wanted), len(symbols)), np.nan)
+    if m121 is not None:
+        rank = pd.DataFrame(np.where(present, m121, np.nan)).rank(axis=1, pct=True).to_numpy()
+    return FactorArrays(wanted, tuple(symbols), out, rank, present, history)

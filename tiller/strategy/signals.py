@@ -22,6 +22,13 @@ fire the rule.  A symbol lacking any of ``m``, ``close``, ``sma_20``,
 ``sma_50``, ``sma_200`` or a ``volatility_{n}`` gets ``HOLD`` with confidence 0
 and a reason naming what is missing.
 
+One implementation for every date
+---------------------------------
+:func:`signal_panel` applies the rules below to arrays of ``(dates, symbols)``: the
+backtest to every session at once, the daily flow (:func:`generate_signals`) to one
+date.  The reasons are formatted from the panel's numbers afterwards, only when asked
+for (:func:`signals_at`).
+
 Confidence
 ----------
 How far the momentum is past the *entry* threshold of its side, in standard
@@ -64,11 +71,14 @@ from __future__ import annotations
 
 import math
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 
+import numpy as np
+
 from tiller.domain import Regime, Signal, SignalType
-from tiller.settings import SignalConfig
-from tiller.strategy.factors import CLOSE, MOMENTUM_12_1, FactorSnapshot
+from tiller.settings import RegimeConfig, SignalConfig
+from tiller.strategy.factors import CLOSE, MOMENTUM_12_1, FactorArrays, FactorSnapshot
 from tiller.strategy.regime import RegimeReading
 
 SMA20, SMA50, SMA200 = "sma_20", "sma_50", "sma_200"
@@ -96,133 +106,301 @@ def momentum_horizon(factor: str) -> int:
     )
 
 
-def _pct(x: float) -> str:
-    return f"{x:+.1%}"
+KINDS: tuple[SignalType, ...] = (
+    SignalType.HOLD,
+    SignalType.STRONG_BUY,
+    SignalType.BUY,
+    SignalType.SELL,
+    SignalType.STRONG_SELL,
+)
+"""Codes of :attr:`SignalPanel.kind` (the index into this tuple)."""
+HOLD, STRONG_BUY, BUY, SELL, STRONG_SELL = range(5)
+REGIMES: tuple[Regime, ...] = (Regime.NORMAL, Regime.ELEVATED, Regime.HIGH_VOL, Regime.EXTREME)
+"""Codes of :attr:`SignalInputs.regime`."""
+_VOLATILITY = re.compile(r"volatility_(\d+)")
 
 
-def _price(x: float) -> str:
-    return f"{x:.2f}"
+@dataclass(frozen=True, eq=False)
+class SignalInputs:
+    """What the rules read, as ``(dates, symbols)`` arrays (NaN where missing).
+
+    Attributes
+    ----------
+    symbols:
+        The columns.
+    momentum, close, sma20, sma50, sma200:
+        The configured momentum factor, the adjusted close and the SMAs.
+    volatility:
+        The longest-window annualised volatility the symbol has; ``volatility_window``
+        says which window (0: none).
+    rank:
+        ``momentum_12_1_rank`` (NaN when the symbol has no 12-1 momentum).
+    present:
+        The symbol has a bar on or before the date (it is in the snapshot).
+    vix:
+        The VIX close of each date (``(dates,)``); ``regime`` its code in :data:`REGIMES`.
+    """
+
+    symbols: tuple[str, ...]
+    momentum: np.ndarray
+    close: np.ndarray
+    sma20: np.ndarray
+    sma50: np.ndarray
+    sma200: np.ndarray
+    volatility: np.ndarray
+    volatility_window: np.ndarray
+    rank: np.ndarray
+    present: np.ndarray
+    vix: np.ndarray
+    regime: np.ndarray
 
 
-@dataclass(frozen=True)
-class _Placement:
-    eligible: bool
-    text: str
+@dataclass(frozen=True, eq=False)
+class SignalPanel:
+    """The rules' outcome for every date and symbol (:func:`signal_panel`).
+
+    Attributes
+    ----------
+    inputs:
+        What was read.
+    kind:
+        Codes in :data:`KINDS`, after the regime filter (-1: symbol not present).
+    rule:
+        The code of the rule that fired, before the regime filter.
+    confidence:
+        In [0, 1], after the regime filter.
+    sigma, z:
+        The momentum horizon's standard deviation and the z-score of the excess
+        (for the reasons).
+    eligible, top, bottom:
+        Long-eligible; in the top / bottom group of the 12-1 ranking.
+    defensive:
+        ``(dates,)``: defensive mode on that date.
+    window_periods:
+        Periods per year of the window calendar (the momentum horizon in years is
+        ``horizon / window_periods``).
+    """
+
+    inputs: SignalInputs
+    kind: np.ndarray
+    rule: np.ndarray
+    confidence: np.ndarray
+    sigma: np.ndarray
+    z: np.ndarray
+    eligible: np.ndarray
+    top: np.ndarray
+    bottom: np.ndarray
+    defensive: np.ndarray
+    window_periods: int
 
 
 def _round_count(x: float) -> float:
     return round(x, 9)  # 0.3 * 10 = 3.0000000000000004 must count as 3
 
 
-def _cross_section(snapshot: FactorSnapshot, config: SignalConfig) -> dict[str, _Placement]:
-    """Long-eligibility of every symbol from the 12-1 ranking, SMA200 and defensive mode."""
-    ranks = snapshot.rank
-    ordered = sorted(ranks.items(), key=lambda kv: (-float(kv[1]), str(kv[0])))
-    n = len(ordered)
-    top_k = max(1, math.ceil(_round_count(config.top_fraction * n))) if n else 0
-    bottom_k = min(math.floor(_round_count(config.bottom_fraction * n)), n - top_k)
-    top = [str(s) for s, _ in ordered[:top_k]]
-    bottom = {str(s) for s, _ in ordered[n - bottom_k :]} if bottom_k else set()
+def signal_panel(inputs: SignalInputs, config: SignalConfig, window_periods: int) -> SignalPanel:
+    """Apply the rules of the module docstring to every date and symbol at once.
 
-    def above_sma200(symbol: str) -> bool:
-        close, sma = snapshot.value(symbol, CLOSE), snapshot.value(symbol, SMA200)
-        return close is not None and sma is not None and close > sma
-
-    not_above = [s for s in top if not above_sma200(s)]
-    top_label = f"top {config.top_fraction:.0%}"
-    placements: dict[str, _Placement] = {}
-    if top_k and len(not_above) / top_k > config.defensive_trigger:
-        present = [a for a in config.defensive_assets if a in snapshot.bar_dates]
-        mode = (
-            f"defensive mode: {len(not_above)} of {top_k} {top_label} assets by 12-1 momentum "
-            f"({', '.join(not_above)}) not above SMA200 (> {config.defensive_trigger:.0%})"
+    Parameters
+    ----------
+    inputs:
+        The factor values, ranks, presence and VIX of each date.
+    config:
+        Thresholds, the regime filter and the cross-sectional rule.
+    window_periods:
+        Periods per year of the window calendar (252): the momentum horizon of
+        ``h`` sessions spans ``h / window_periods`` years on every calendar.
+    """
+    m, p = inputs.momentum, inputs.close
+    s20, s50, s200 = inputs.sma20, inputs.sma50, inputs.sma200
+    vol = inputs.volatility
+    shape = m.shape
+    vix = inputs.vix[:, None]
+    usable = (
+        inputs.present
+        & ~np.isnan(m)
+        & ~np.isnan(p)
+        & ~np.isnan(s20)
+        & ~np.isnan(s50)
+        & ~np.isnan(s200)
+        & ~np.isnan(vol)
+    )
+    with np.errstate(invalid="ignore"):
+        strong_sell = (m < config.strong_sell_momentum) & (p < s200)
+        strong_buy = (
+            (m > config.strong_buy_momentum)
+            & (p > s50)
+            & (p > s200)
+            & (vix < config.strong_buy_max_vix)
         )
-        allowed = ", ".join(present) if present else "none present"
-        for symbol in snapshot.symbols:
-            if symbol in present:
-                placements[symbol] = _Placement(
-                    True, f"{mode}; {symbol} is defensive: long-eligible"
-                )
-            else:
-                placements[symbol] = _Placement(
-                    False, f"{mode}; only defensive assets ({allowed}) long-eligible"
-                )
-        return placements
+        sell = (m < config.sell_momentum) | (p < s50)
+        buy = (m > config.buy_momentum) & (p > s20)
+    rule = np.full(shape, HOLD, dtype=np.int8)
+    rule[usable & buy] = BUY
+    rule[usable & sell] = SELL
+    rule[usable & strong_buy] = STRONG_BUY
+    rule[usable & strong_sell] = STRONG_SELL
 
-    rank_of = {str(s): float(r) for s, r in ordered}
-    for symbol in snapshot.symbols:
-        if symbol not in rank_of:
-            why = snapshot.missing_reason(symbol, MOMENTUM_12_1)
-            detail = f"{MOMENTUM_12_1} {why}" if why else "not ranked"
-            placements[symbol] = _Placement(
-                False, f"no 12-1 momentum rank ({detail}): not long-eligible"
-            )
+    horizon = momentum_horizon(config.momentum_factor)
+    with np.errstate(invalid="ignore"):
+        sigma = vol * math.sqrt(horizon / window_periods)
+        is_buy = (rule == BUY) | (rule == STRONG_BUY)
+        excess = np.where(is_buy, m - config.buy_momentum, config.sell_momentum - m)
+        z = np.where(sigma > 0, excess / np.where(sigma > 0, sigma, 1.0), 0.0)
+        fired = np.minimum(1.0, np.maximum(0.0, 0.5 + 0.25 * z))
+    confidence = np.where(rule == HOLD, np.where(usable, NEUTRAL_CONFIDENCE, 0.0), fired)
+
+    kind = rule.copy()
+    extreme = (inputs.regime == REGIMES.index(Regime.EXTREME))[:, None]
+    high_vol = (inputs.regime == REGIMES.index(Regime.HIGH_VOL))[:, None]
+    filtered = is_buy & extreme
+    kind[filtered] = HOLD
+    confidence = np.where(filtered, NEUTRAL_CONFIDENCE, confidence)
+    confidence = np.where(
+        high_vol & ~filtered, confidence * config.high_vol_confidence_factor, confidence
+    )
+    confidence = np.minimum(1.0, np.maximum(0.0, confidence))
+    kind[~inputs.present] = -1
+
+    eligible, top, bottom, defensive = _cross_sections(inputs, config)
+    return SignalPanel(
+        inputs, kind, rule, confidence, sigma, z, eligible, top, bottom, defensive, window_periods
+    )
+
+
+def _cross_sections(
+    inputs: SignalInputs, config: SignalConfig
+) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Top and bottom groups of the 12-1 ranking, long-eligibility and defensive mode,
+    per date (ties by symbol; see the module docstring)."""
+    dates, n_symbols = inputs.rank.shape
+    eligible = np.zeros((dates, n_symbols), dtype=bool)
+    top = np.zeros((dates, n_symbols), dtype=bool)
+    bottom = np.zeros((dates, n_symbols), dtype=bool)
+    defensive = np.zeros(dates, dtype=bool)
+    order = np.argsort(np.array(inputs.symbols, dtype=object))  # ties by symbol
+    position = np.empty(n_symbols, dtype=int)
+    position[order] = np.arange(n_symbols)
+    with np.errstate(invalid="ignore"):
+        above = inputs.close > inputs.sma200
+    defensive_columns = [i for i, s in enumerate(inputs.symbols) if s in config.defensive_assets]
+    for t in range(dates):
+        ranked = np.flatnonzero(inputs.present[t] & ~np.isnan(inputs.rank[t]))
+        n = len(ranked)
+        if not n:
             continue
-        rank = rank_of[symbol]
-        if symbol in top:
-            sma = snapshot.value(symbol, SMA200)
-            if above_sma200(symbol):
-                assert sma is not None
-                text = (
-                    f"{top_label} by 12-1 momentum (rank {rank:.2f}) and above SMA200 "
-                    f"{_price(sma)}: long-eligible"
-                )
-                placements[symbol] = _Placement(True, text)
-            else:
-                close = snapshot.value(symbol, CLOSE)
-                where = (
-                    f"close {_price(close)} not above SMA200 {_price(sma)}"
-                    if close is not None and sma is not None
-                    else "no SMA200"
-                )
-                placements[symbol] = _Placement(
-                    False,
-                    f"{top_label} by 12-1 momentum (rank {rank:.2f}) but {where}: "
-                    "not long-eligible",
-                )
-        elif symbol in bottom:
-            placements[symbol] = _Placement(
-                False,
-                f"bottom {config.bottom_fraction:.0%}: avoided (12-1 momentum rank {rank:.2f}; "
-                "never shorted)",
-            )
+        keys = np.lexsort((position[ranked], -inputs.rank[t, ranked]))
+        ordered = ranked[keys]
+        top_k = max(1, math.ceil(_round_count(config.top_fraction * n)))
+        bottom_k = min(math.floor(_round_count(config.bottom_fraction * n)), n - top_k)
+        leaders = ordered[:top_k]
+        top[t, leaders] = True
+        if bottom_k:
+            bottom[t, ordered[n - bottom_k :]] = True
+        not_above = int((~above[t, leaders]).sum())
+        if not_above / top_k > config.defensive_trigger:
+            defensive[t] = True
+            for column in defensive_columns:
+                eligible[t, column] = bool(inputs.present[t, column])
         else:
-            placements[symbol] = _Placement(
-                False, f"middle of the 12-1 momentum ranking (rank {rank:.2f}): not long-eligible"
-            )
-    return placements
+            eligible[t, leaders] = above[t, leaders]
+    return eligible, top, bottom, defensive
 
 
-def _volatility(snapshot: FactorSnapshot, symbol: str) -> tuple[str, float] | None:
-    """The symbol's longest-window ``volatility_{n}`` (name, annualised value)."""
-    best: tuple[int, str, float] | None = None
-    for factor, value in snapshot.factors_of(symbol).items():
-        match = re.fullmatch(r"volatility_(\d+)", factor)
+def inputs_from_snapshot(
+    snapshot: FactorSnapshot, regime: RegimeReading, config: SignalConfig
+) -> SignalInputs:
+    """One date's :class:`SignalInputs` from a factor snapshot and its regime reading."""
+    symbols = snapshot.symbols
+    rows = [snapshot.factors_of(s) for s in symbols]
+
+    def column(name: str) -> np.ndarray:
+        return np.array([[r.get(name, np.nan) for r in rows]], dtype=float)
+
+    vol = np.full((1, len(symbols)), np.nan)
+    window = np.zeros((1, len(symbols)), dtype=int)
+    for j, factors in enumerate(rows):
+        best = _volatility(factors)
+        if best is not None:
+            window[0, j], vol[0, j] = best
+    return SignalInputs(
+        symbols=symbols,
+        momentum=column(config.momentum_factor),
+        close=column(CLOSE),
+        sma20=column(SMA20),
+        sma50=column(SMA50),
+        sma200=column(SMA200),
+        volatility=vol,
+        volatility_window=window,
+        rank=column("momentum_12_1_rank"),
+        present=np.ones((1, len(symbols)), dtype=bool),
+        vix=np.array([regime.vix], dtype=float),
+        regime=np.array([REGIMES.index(regime.regime)], dtype=np.int8),
+    )
+
+
+def inputs_from_arrays(
+    arrays: FactorArrays, vix: np.ndarray, config: SignalConfig, regime: RegimeConfig
+) -> SignalInputs:
+    """Every day's :class:`SignalInputs` from :func:`~tiller.strategy.factors.factor_arrays`
+    and the VIX close of each day (NaN: no reading yet)."""
+    values = arrays.values
+    shape = arrays.present.shape
+    vol = np.full(shape, np.nan)
+    window = np.zeros(shape, dtype=int)
+    windows = sorted(
+        (int(m.group(1)), name) for name in values if (m := _VOLATILITY.fullmatch(name))
+    )
+    for n, name in windows:  # the longest window present wins
+        has = ~np.isnan(values[name])
+        vol = np.where(has, values[name], vol)
+        window = np.where(has, n, window)
+
+    def get(name: str) -> np.ndarray:
+        return values.get(name, np.full(shape, np.nan))
+
+    return SignalInputs(
+        symbols=arrays.symbols,
+        momentum=get(config.momentum_factor),
+        close=get(CLOSE),
+        sma20=get(SMA20),
+        sma50=get(SMA50),
+        sma200=get(SMA200),
+        volatility=vol,
+        volatility_window=window,
+        rank=arrays.rank,
+        present=arrays.present,
+        vix=np.asarray(vix, dtype=float),
+        regime=regime_codes(vix, regime),
+    )
+
+
+def regime_codes(vix: np.ndarray, config: RegimeConfig) -> np.ndarray:
+    """:func:`~tiller.strategy.regime.classify_regime` of each VIX value, as codes in
+    :data:`REGIMES` (NaN counts as NORMAL: no reading)."""
+    values = np.asarray(vix, dtype=float)
+    codes = np.zeros(values.shape, dtype=np.int8)
+    with np.errstate(invalid="ignore"):
+        codes[values >= config.elevated] = 1
+        codes[values >= config.high_vol] = 2
+        codes[values >= config.extreme] = 3
+    return codes
+
+
+def _volatility(factors: dict[str, float]) -> tuple[int, float] | None:
+    """The longest-window ``volatility_{n}`` a symbol has: (n, annualised value)."""
+    best: tuple[int, float] | None = None
+    for factor, value in factors.items():
+        match = _VOLATILITY.fullmatch(factor)
         if match and (best is None or int(match.group(1)) > best[0]):
-            best = (int(match.group(1)), factor, value)
-    return (best[1], best[2]) if best else None
-
-
-def _missing_text(snapshot: FactorSnapshot, symbol: str, factors: list[str]) -> str:
-    parts = []
-    for factor in factors:
-        why = snapshot.missing_reason(symbol, factor)
-        if why is None and factor == "volatility":
-            vols = snapshot.missing[
-                (snapshot.missing["symbol"] == symbol)
-                & snapshot.missing["factor"].str.startswith("volatility_")
-            ]
-            why = "; ".join(
-                f"{f}: {r}" for f, r in zip(vols["factor"], vols["reason"], strict=True)
-            )
-        parts.append(f"{factor} ({why})" if why else factor)
-    return "missing " + ", ".join(parts)
+            best = (int(match.group(1)), value)
+    return best
 
 
 def generate_signals(
     snapshot: FactorSnapshot, regime: RegimeReading, config: SignalConfig
 ) -> list[Signal]:
-    """One signal per symbol of the snapshot (sorted by symbol).
+    """One signal per symbol of the snapshot (sorted by symbol), with its reason.
 
     Parameters
     ----------
@@ -241,79 +419,108 @@ def generate_signals(
         module docstring for the formula), a reason with the numbers, and
         ``long_eligible`` from the cross-sectional rule.
     """
-    horizon = momentum_horizon(config.momentum_factor)
-    placements = _cross_section(snapshot, config)
-    signals = []
-    for symbol in snapshot.symbols:
-        placement = placements[symbol]
-        kind, confidence, text = _rule(snapshot, symbol, regime, config, horizon)
-        notes = [placement.text]
-        if kind.is_buy and regime.regime is Regime.EXTREME:
-            text = (
-                f"HOLD: EXTREME regime (VIX {regime.vix:.2f}) allows no buys; the rule said {text}"
-            )
-            kind, confidence = SignalType.HOLD, NEUTRAL_CONFIDENCE
-        elif regime.regime is Regime.HIGH_VOL:
-            confidence *= config.high_vol_confidence_factor
-            notes.append(
-                f"HIGH_VOL regime (VIX {regime.vix:.2f}): confidence "
-                f"x{config.high_vol_confidence_factor:g} -> {confidence:.2f}"
-            )
-        signals.append(
+    panel = signal_panel(
+        inputs_from_snapshot(snapshot, regime, config), config, snapshot.window_periods
+    )
+    return signals_at(panel, 0, config, explain=(snapshot, regime))
+
+
+def signals_at(
+    panel: SignalPanel,
+    t: int,
+    config: SignalConfig,
+    explain: tuple[FactorSnapshot, RegimeReading] | None = None,
+) -> list[Signal]:
+    """The signals of date row ``t`` (present symbols, by symbol); with ``explain`` (the
+    date's snapshot and regime) each carries its reason, otherwise an empty one."""
+    inputs = panel.inputs
+    out = []
+    for j in sorted(range(len(inputs.symbols)), key=lambda i: inputs.symbols[i]):
+        kind = int(panel.kind[t, j])
+        if kind < 0:
+            continue
+        reason = "" if explain is None else _reason(panel, t, j, config, *explain)
+        out.append(
             Signal(
-                symbol=symbol,
-                signal=kind,
-                confidence=float(min(1.0, max(0.0, confidence))),
-                reason="; ".join([text, *notes]),
-                long_eligible=placement.eligible,
+                symbol=inputs.symbols[j],
+                signal=KINDS[kind],
+                confidence=float(panel.confidence[t, j]),
+                reason=reason,
+                long_eligible=bool(panel.eligible[t, j]),
             )
         )
-    return signals
+    return out
 
 
-def _rule(
-    snapshot: FactorSnapshot,
-    symbol: str,
-    regime: RegimeReading,
+# --------------------------------------------------------------------- the reasons
+
+
+def _pct(x: float) -> str:
+    return f"{x:+.1%}"
+
+
+def _price(x: float) -> str:
+    return f"{x:.2f}"
+
+
+def _reason(
+    panel: SignalPanel,
+    t: int,
+    j: int,
     config: SignalConfig,
-    horizon: int,
-) -> tuple[SignalType, float, str]:
-    """The rule that fires for one symbol: (type, confidence before the regime filter, text)."""
+    snapshot: FactorSnapshot,
+    regime: RegimeReading,
+) -> str:
+    """The reason of one signal: the rule with its numbers, the regime filter, the
+    cross-sectional placement (the numbers come from the panel; nothing is re-decided)."""
+    text = _rule_text(panel, t, j, config, snapshot)
+    notes = [_placement_text(panel, t, j, config, snapshot)]
+    rule, kind = int(panel.rule[t, j]), int(panel.kind[t, j])
+    if rule != kind:  # a buy the EXTREME regime turned into HOLD
+        text = f"HOLD: EXTREME regime (VIX {regime.vix:.2f}) allows no buys; the rule said {text}"
+    elif regime.regime is Regime.HIGH_VOL:
+        notes.append(
+            f"HIGH_VOL regime (VIX {regime.vix:.2f}): confidence "
+            f"x{config.high_vol_confidence_factor:g} -> {panel.confidence[t, j]:.2f}"
+        )
+    return "; ".join([text, *notes])
+
+
+def _rule_text(
+    panel: SignalPanel, t: int, j: int, config: SignalConfig, snapshot: FactorSnapshot
+) -> str:
+    inputs = panel.inputs
+    symbol = inputs.symbols[j]
     name = config.momentum_factor
-    needed = [name, CLOSE, SMA20, SMA50, SMA200]
-    lacking = [f for f in needed if snapshot.value(symbol, f) is None]
-    vol = _volatility(snapshot, symbol)
-    if vol is None:
+    values = {
+        name: inputs.momentum[t, j],
+        CLOSE: inputs.close[t, j],
+        SMA20: inputs.sma20[t, j],
+        SMA50: inputs.sma50[t, j],
+        SMA200: inputs.sma200[t, j],
+    }
+    lacking = [f for f in (name, CLOSE, SMA20, SMA50, SMA200) if math.isnan(values[f])]
+    if math.isnan(inputs.volatility[t, j]):
         lacking.append("volatility")
     if lacking:
-        return SignalType.HOLD, 0.0, f"HOLD: {_missing_text(snapshot, symbol, lacking)}"
-    assert vol is not None
-    values = {f: snapshot.value(symbol, f) for f in needed}
-    m, p = float(values[name] or 0.0), float(values[CLOSE] or 0.0)
-    sma20, sma50, sma200 = (float(values[f] or 0.0) for f in (SMA20, SMA50, SMA200))
-    vix = regime.vix
-
+        return f"HOLD: {_missing_text(snapshot, symbol, lacking)}"
+    m, p = float(values[name]), float(values[CLOSE])
+    sma20, sma50, sma200 = (float(values[f]) for f in (SMA20, SMA50, SMA200))
+    vix = float(inputs.vix[t])
     mom = f"{name} {_pct(m)}"
-    if m < config.strong_sell_momentum and p < sma200:
-        kind = SignalType.STRONG_SELL
+    rule = int(panel.rule[t, j])
+    if rule == STRONG_SELL:
         text = (
             f"{mom} < {_pct(config.strong_sell_momentum)} and close {_price(p)} "
             f"< SMA200 {_price(sma200)}"
         )
-    elif (
-        m > config.strong_buy_momentum
-        and p > sma50
-        and p > sma200
-        and vix < config.strong_buy_max_vix
-    ):
-        kind = SignalType.STRONG_BUY
+    elif rule == STRONG_BUY:
         text = (
             f"{mom} > {_pct(config.strong_buy_momentum)}, close {_price(p)} > SMA50 "
             f"{_price(sma50)} and > SMA200 {_price(sma200)}, VIX {vix:.2f} "
             f"< {config.strong_buy_max_vix:g}"
         )
-    elif m < config.sell_momentum or p < sma50:
-        kind = SignalType.SELL
+    elif rule == SELL:
         parts = []
         if m < config.sell_momentum:
             parts.append(f"{mom} < {_pct(config.sell_momentum)}")
@@ -322,34 +529,98 @@ def _rule(
         text = " and ".join(parts)
         if m >= config.sell_momentum:
             text += f" (momentum {_pct(m)} is not below {_pct(config.sell_momentum)})"
-    elif m > config.buy_momentum and p > sma20:
-        kind = SignalType.BUY
+    elif rule == BUY:
         text = f"{mom} > {_pct(config.buy_momentum)} and close {_price(p)} > SMA20 {_price(sma20)}"
         if m > config.strong_buy_momentum and p > sma50 and p > sma200:
             text += f" (not STRONG_BUY: VIX {vix:.2f} >= {config.strong_buy_max_vix:g})"
     else:
         return (
-            SignalType.HOLD,
-            NEUTRAL_CONFIDENCE,
-            (
-                f"HOLD: no rule fired ({mom} vs buy > {_pct(config.buy_momentum)} / sell < "
-                f"{_pct(config.sell_momentum)}; close {_price(p)} vs SMA20 {_price(sma20)}, "
-                f"SMA50 {_price(sma50)}, SMA200 {_price(sma200)}); confidence "
-                f"{NEUTRAL_CONFIDENCE:.2f} (neutral)"
-            ),
+            f"HOLD: no rule fired ({mom} vs buy > {_pct(config.buy_momentum)} / sell < "
+            f"{_pct(config.sell_momentum)}; close {_price(p)} vs SMA20 {_price(sma20)}, "
+            f"SMA50 {_price(sma50)}, SMA200 {_price(sma200)}); confidence "
+            f"{NEUTRAL_CONFIDENCE:.2f} (neutral)"
         )
-
-    vol_name, vol_value = vol
-    sigma = vol_value * math.sqrt(horizon / snapshot.window_periods)
-    if kind.is_buy:
-        threshold, excess = config.buy_momentum, m - config.buy_momentum
-    else:
-        threshold, excess = config.sell_momentum, config.sell_momentum - m
-    z = excess / sigma if sigma > 0 else 0.0
-    confidence = min(1.0, max(0.0, 0.5 + 0.25 * z))
-    text = (
-        f"{kind.value}: {text}; confidence {confidence:.2f} = 0.5 + 0.25 x {z:+.2f} "
-        f"(momentum {_pct(m)} vs entry {_pct(threshold)} over a {horizon}-session sd "
-        f"{sigma:.1%} from {vol_name} {vol_value:.1%})"
+    kind = KINDS[rule]
+    threshold = config.buy_momentum if kind.is_buy else config.sell_momentum
+    vol_name = f"volatility_{int(inputs.volatility_window[t, j])}"
+    confidence = min(1.0, max(0.0, 0.5 + 0.25 * float(panel.z[t, j])))
+    return (
+        f"{kind.value}: {text}; confidence {confidence:.2f} = 0.5 + 0.25 x "
+        f"{float(panel.z[t, j]):+.2f} (momentum {_pct(m)} vs entry {_pct(threshold)} over a "
+        f"{momentum_horizon(name)}-session sd {float(panel.sigma[t, j]):.1%} from {vol_name} "
+        f"{float(inputs.volatility[t, j]):.1%})"
     )
-    return kind, confidence, text
+
+
+def _placement_text(
+    panel: SignalPanel, t: int, j: int, config: SignalConfig, snapshot: FactorSnapshot
+) -> str:
+    """Why the symbol is (not) long-eligible on date row ``t``."""
+    inputs = panel.inputs
+    symbol = inputs.symbols[j]
+    top_label = f"top {config.top_fraction:.0%}"
+    if panel.defensive[t]:
+        leaders = [k for k in _ordered(panel, t) if panel.top[t, k]]
+        not_above = [
+            inputs.symbols[k] for k in leaders if not (inputs.close[t, k] > inputs.sma200[t, k])
+        ]
+        mode = (
+            f"defensive mode: {len(not_above)} of {len(leaders)} {top_label} assets by 12-1 "
+            f"momentum ({', '.join(not_above)}) not above SMA200 (> {config.defensive_trigger:.0%})"
+        )
+        present = [a for a in config.defensive_assets if a in snapshot.bar_dates]
+        if panel.eligible[t, j]:
+            return f"{mode}; {symbol} is defensive: long-eligible"
+        allowed = ", ".join(present) if present else "none present"
+        return f"{mode}; only defensive assets ({allowed}) long-eligible"
+    rank = float(inputs.rank[t, j])
+    if math.isnan(rank):
+        why = snapshot.missing_reason(symbol, MOMENTUM_12_1)
+        detail = f"{MOMENTUM_12_1} {why}" if why else "not ranked"
+        return f"no 12-1 momentum rank ({detail}): not long-eligible"
+    if panel.top[t, j]:
+        close, sma = float(inputs.close[t, j]), float(inputs.sma200[t, j])
+        if panel.eligible[t, j]:
+            return (
+                f"{top_label} by 12-1 momentum (rank {rank:.2f}) and above SMA200 "
+                f"{_price(sma)}: long-eligible"
+            )
+        where = (
+            f"close {_price(close)} not above SMA200 {_price(sma)}"
+            if not (math.isnan(close) or math.isnan(sma))
+            else "no SMA200"
+        )
+        return f"{top_label} by 12-1 momentum (rank {rank:.2f}) but {where}: not long-eligible"
+    if panel.bottom[t, j]:
+        return (
+            f"bottom {config.bottom_fraction:.0%}: avoided (12-1 momentum rank {rank:.2f}; "
+            "never shorted)"
+        )
+    return f"middle of the 12-1 momentum ranking (rank {rank:.2f}): not long-eligible"
+
+
+def _ordered(panel: SignalPanel, t: int) -> list[int]:
+    """Columns ranked on date row ``t``, highest rank first, ties by symbol."""
+    inputs = panel.inputs
+    ranked = [
+        k
+        for k in range(len(inputs.symbols))
+        if inputs.present[t, k] and not math.isnan(inputs.rank[t, k])
+    ]
+    return sorted(ranked, key=lambda k: (-float(inputs.rank[t, k]), inputs.symbols[k]))
+
+
+def _missing_text(snapshot: FactorSnapshot, symbol: str, factors: Sequence[str]) -> str:
+    parts = []
+    for factor in factors:
+        why = snapshot.missing_reason(symbol, factor)
+        if why is None and factor == "volatility":
+            vols = snapshot.missing[
+                (snapshot.missing["symbol"] == symbol)
+                & snapshot.missing["factor"].str.startswith("volatility_")
+            ]
+            why = "; ".join(
+                f"{f}: {r}" for f, r in zip(vols["factor"], vols["reason"], strict=True)
+            )
+        parts.append(f"{factor} ({why})" if why else factor)
+    return "missing " + ", ".join(parts)

@@ -1,0 +1,140 @@
+"""The day's decision from the pure stages, composed once for the flow and the backtest.
+
+The daily flow's tasks and the backtest call these functions in the same order with the
+same inputs (read from the store or sliced from the whole history):
+
+1. :func:`assess` -- the risk stage: :func:`tiller.risk.assess_risk` on the book valued at
+   the day's closes, the recent returns (the correlation monitor), the returns of the
+   last targets (re-entry calm) and the day's signals;
+2. :func:`targets` -- the optimize stage: the assets the signals and risk allow
+   (:func:`tiller.portfolio.selection.investable`), then
+   :func:`tiller.portfolio.optimize.optimize_weights` over the lookback window;
+3. :func:`orders` -- the orders the targets call for, checked before trading
+   (:func:`tiller.execution.orders.plan_orders`), or the L4 liquidation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from datetime import date
+
+from tiller.domain import Signal
+from tiller.execution.broker import OrderRequest
+from tiller.execution.orders import OrderPlan, liquidation_orders, plan_orders
+from tiller.portfolio.optimize import OptimizationResult, optimize_weights
+from tiller.portfolio.selection import investable
+from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
+from tiller.risk.reentry import target_portfolio_returns
+from tiller.risk.window import ReturnWindow
+from tiller.settings import Settings
+
+
+def assess(
+    day: date,
+    nav: float,
+    previous_nav: float | None,
+    positions: Mapping[str, PositionInfo],
+    returns: ReturnWindow,
+    last_targets: Mapping[str, float],
+    signals: Sequence[Signal],
+    state: RiskState,
+    settings: Settings,
+    *,
+    stale_data: bool = False,
+    broker_reachable: bool = True,
+    errors_today: int = 0,
+    classes: Mapping[str, str] | None = None,
+) -> RiskDecision:
+    """The risk stage of ``day`` (see the module docstring).
+
+    ``returns`` are the universe's daily returns up to ``day`` (at least
+    ``risk.correlation_window`` rows); ``last_targets`` the latest target weights (the
+    re-entry test measures the calm of the portfolio the book would hold); ``classes``
+    the universe's asset classes when the caller has them already.
+    """
+    window = returns.tail(settings.risk.correlation_window)
+    inputs = RiskInputs(
+        as_of=day,
+        nav=nav,
+        previous_nav=previous_nav,
+        returns=window,
+        portfolio_returns=target_portfolio_returns(window, last_targets),
+        positions=positions,
+        signals=tuple(signals),
+        asset_classes=classes if classes is not None else asset_classes(settings, returns.columns),
+        stale_data=stale_data,
+        broker_reachable=broker_reachable,
+        errors_today=errors_today,
+    )
+    return assess_risk(inputs, state, settings.risk)
+
+
+def asset_classes(settings: Settings, symbols: Sequence[str]) -> dict[str, str]:
+    """``{symbol: asset_class}`` of the universe (and any other known symbol given)."""
+    known = [*settings.symbols, *(s for s in symbols if s not in settings.symbols)]
+    return {s: settings.asset(s).asset_class for s in known if s in settings.assets}
+
+
+def targets(
+    signals: Sequence[Signal],
+    decision: RiskDecision,
+    current: Mapping[str, float],
+    nav: float,
+    returns: ReturnWindow,
+    settings: Settings,
+) -> OptimizationResult:
+    """The optimize stage: target weights (``CASH`` included) over what signals and risk
+    allow, from the last ``optimize.lookback`` rows of ``returns``."""
+    config = settings.optimize
+    fixed = config.fixed_weights if config.method == "fixed" else None
+    assets = investable(signals, decision, list(current), fixed)
+    columns = set(returns.columns)
+    usable = [s for s in assets if s in columns]
+    window = ReturnWindow(returns.tail(config.lookback).select(usable), tuple(usable))
+    return optimize_weights(
+        window,
+        current,
+        nav,
+        {s: settings.asset(s).max_weight for s in usable},
+        config,
+        exposure=decision.exposure_scale,
+        pair_caps=decision.pair_caps,
+        fixed=fixed,
+    )
+
+
+def orders(
+    day: date,
+    weights: Mapping[str, float],
+    held: Mapping[str, float],
+    prices: Mapping[str, float],
+    nav: float,
+    cash: float,
+    buying_power: float,
+    decision: RiskDecision,
+    settings: Settings,
+    *,
+    paper_only: bool = True,
+) -> OrderPlan:
+    """The orders of ``day``: towards ``weights``, checked before trading; on an L4 halt
+    the liquidation of everything held."""
+    if decision.halted or "LIQUIDATE" in decision.actions:
+        classes = asset_classes(settings, list(held))
+        sells: list[OrderRequest] = liquidation_orders(
+            day, dict(held), settings.execution.strategy_tag, asset_classes=classes
+        )
+        return OrderPlan(orders=sells)
+    return plan_orders(
+        day,
+        weights,
+        held,
+        prices,
+        nav=nav,
+        cash=cash,
+        buying_power=buying_power,
+        decision=decision,
+        assets=settings.assets,
+        config=settings.execution,
+        strategy=settings.execution.strategy_tag,
+        paper_only=paper_only,
+    )
