@@ -18,10 +18,9 @@ a pair without a correlation does not count towards the average and means
 
 from __future__ import annotations
 
-import math
 from collections.abc import Iterable
 from dataclasses import dataclass, field
-from itertools import combinations
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -67,6 +66,12 @@ class CorrelationReport:
     events: tuple[RiskEvent, ...] = field(default=())
 
 
+@lru_cache(maxsize=256)
+def _upper(n: int) -> tuple[np.ndarray, np.ndarray]:
+    """Row and column indices of the pairs ``i < j`` of ``n`` assets."""
+    return np.triu_indices(n, k=1)
+
+
 def correlation_report(
     returns: ReturnWindow | pd.DataFrame, symbols: Iterable[str], config: RiskConfig
 ) -> CorrelationReport:
@@ -90,14 +95,16 @@ def correlation_report(
     recent = returns.tail(window)
     block = recent.select(present)
     values = pairwise_correlation(block, max(10, window // 2))
-    pairs: list[Pair] = []
-    missing_pair = False
-    for (i, a), (j, b) in combinations(enumerate(present), 2):
-        rho = float(values[i, j])
-        if math.isfinite(rho):
-            pairs.append((a, b, rho))
-        else:
-            missing_pair = True
+    upper_i, upper_j = _upper(len(present))
+    rhos = values[upper_i, upper_j]
+    finite = np.isfinite(rhos)
+    missing_pair = not bool(finite.all())
+    pairs: list[Pair] = [
+        (present[i], present[j], rho)
+        for i, j, rho in zip(
+            upper_i[finite].tolist(), upper_j[finite].tolist(), rhos[finite].tolist(), strict=True
+        )
+    ]
     average = sum(p[2] for p in pairs) / len(pairs) if pairs else None
     rows = len(recent)
     events: list[RiskEvent] = []

@@ -34,6 +34,7 @@ down to L1.
 from __future__ import annotations
 
 import math
+from functools import lru_cache
 
 from tiller.domain import RiskLevel
 from tiller.settings import RiskConfig
@@ -44,7 +45,12 @@ EPSILON = 1e-9
 
 def thresholds(config: RiskConfig) -> dict[RiskLevel, float]:
     """The drawdown (fraction) at which each of L1..L4 starts."""
-    return {RiskLevel[name]: value for name, value in config.levels.items()}
+    return dict(_thresholds(tuple(config.levels.items())))
+
+
+@lru_cache(maxsize=16)
+def _thresholds(levels: tuple[tuple[str, float], ...]) -> tuple[tuple[RiskLevel, float], ...]:
+    return tuple((RiskLevel[name], value) for name, value in levels)
 
 
 def compute_drawdown(nav: float, peak: float) -> float:
@@ -64,7 +70,7 @@ def compute_drawdown(nav: float, peak: float) -> float:
 def drawdown_level(drawdown: float, config: RiskConfig) -> RiskLevel:
     """The highest level whose threshold ``drawdown`` reaches (L0 below L1's)."""
     level = RiskLevel.L0
-    for candidate, threshold in thresholds(config).items():
+    for candidate, threshold in _thresholds(tuple(config.levels.items())):
         if drawdown >= threshold - EPSILON:
             level = candidate
     return level

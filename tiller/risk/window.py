@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from functools import lru_cache
 
 import numpy as np
 import pandas as pd
@@ -49,8 +50,13 @@ class ReturnWindow:
 
     def select(self, symbols: Sequence[str]) -> np.ndarray:
         """The columns of ``symbols`` (each must be present), as ``(rows, len(symbols))``."""
-        index = {s: i for i, s in enumerate(self.symbols)}
+        index = _positions(self.symbols)
         return self.values[:, [index[s] for s in symbols]]
+
+
+@lru_cache(maxsize=64)
+def _positions(symbols: tuple[str, ...]) -> dict[str, int]:
+    return {s: i for i, s in enumerate(symbols)}
 
 
 def pairwise_correlation(values: np.ndarray, min_periods: int) -> np.ndarray:
