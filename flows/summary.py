@@ -5,20 +5,9 @@ from __future__ import annotations
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 
-from tiller.store.repo import (
-    DQ_REPORTS,
-    NAV_SNAPSHOTS,
-    ORDERS,
-    POSITION_SNAPSHOTS,
-    REGIMES,
-    REPORTS,
-    RISK_DECISIONS,
-    SIGNALS,
-    TARGETS,
-    Store,
-)
+from tiller.store import reports as db
+from tiller.store.repo import Store
 
 
 def summarize(store: Store, run_id: str) -> dict[str, Any]:
@@ -37,11 +26,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
     run = store.run(run_id)
     if run is None:
         raise KeyError(f"no flow run {run_id} in the store")
-    report = store.select(
-        select(DQ_REPORTS.c.status, DQ_REPORTS.c.blocking, DQ_REPORTS.c.warnings).where(
-            DQ_REPORTS.c.as_of == run["as_of"]
-        )
-    )
+    report = db.quality_report_on(store, run["as_of"])
     quality = None
     if not report.empty:
         row = report.iloc[0]
@@ -51,43 +36,14 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
             "warnings": int(row["warnings"]),
         }
     as_of = run["as_of"]
-    regime = store.select(select(REGIMES.c.regime).where(REGIMES.c.as_of == as_of))
-    decision = store.select(
-        select(RISK_DECISIONS.c.level, RISK_DECISIONS.c.kill_switch).where(
-            RISK_DECISIONS.c.as_of == as_of
-        )
-    )
-    signals = store.select(
-        select(SIGNALS.c.symbol, SIGNALS.c.signal).where(SIGNALS.c.as_of == as_of)
-    )
-    targets = store.select(
-        select(TARGETS.c.symbol, TARGETS.c.weight).where(TARGETS.c.as_of == as_of)
-    )
-    order_rows = store.select(
-        select(
-            ORDERS.c.symbol,
-            ORDERS.c.side,
-            ORDERS.c.qty,
-            ORDERS.c.status,
-            ORDERS.c.client_order_id,
-            ORDERS.c.filled_avg_price,
-        )
-        .where(ORDERS.c.as_of == as_of)
-        .order_by(ORDERS.c.created_at, ORDERS.c.client_order_id)
-    )
-    nav = store.select(
-        select(NAV_SNAPSHOTS.c.nav, NAV_SNAPSHOTS.c.cash).where(NAV_SNAPSHOTS.c.as_of == as_of)
-    )
-    positions = store.select(
-        select(POSITION_SNAPSHOTS.c.symbol, POSITION_SNAPSHOTS.c.qty).where(
-            POSITION_SNAPSHOTS.c.as_of == as_of
-        )
-    )
-    reports = store.select(
-        select(REPORTS.c.kind, REPORTS.c.json_path, REPORTS.c.html_path).where(
-            REPORTS.c.as_of == as_of
-        )
-    )
+    regime = db.regime_on(store, as_of)
+    decision = db.risk_decision_on(store, as_of)
+    signals = db.signals_on(store, as_of)
+    targets = db.targets_on(store, as_of)
+    order_rows = db.orders_in_sequence(store, as_of)
+    nav = db.nav_on(store, as_of)
+    positions = db.positions_on(store, as_of)
+    reports = db.reports_on(store, as_of)
     return {
         "flow": run["flow"],
         "as_of": run["as_of"].isoformat(),
@@ -96,7 +52,7 @@ def summarize(store: Store, run_id: str) -> dict[str, Any]:
         "error": run["error"],
         "run_id": run_id,
         "data_quality": quality,
-        "regime": None if regime.empty else str(regime.iloc[0, 0]),
+        "regime": regime,
         "risk_level": None if decision.empty else f"L{int(decision.iloc[0]['level'])}",
         "kill_switch": None if decision.empty else bool(decision.iloc[0]["kill_switch"]),
         "signals": {str(r.symbol): str(r.signal) for r in signals.itertuples()},

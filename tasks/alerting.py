@@ -6,10 +6,8 @@ from __future__ import annotations
 import logging
 from typing import Any
 
-from sqlalchemy import select
-
 from tasks.context import RunContext
-from tiller.store.repo import RISK_DECISIONS
+from tiller.store.alerts import previous_risk_level
 
 log = logging.getLogger(__name__)
 
@@ -28,13 +26,8 @@ def after_risk(ctx: RunContext, decision: Any) -> None:
     """Level changes, the emergency stop and the kill switch."""
     from tiller import alerts
 
-    previous = ctx.store.select(
-        select(RISK_DECISIONS.c.level)
-        .where(RISK_DECISIONS.c.as_of < ctx.as_of)
-        .order_by(RISK_DECISIONS.c.as_of.desc())
-        .limit(1)
-    )
-    before = int(previous.iloc[0, 0]) if len(previous) else 0
+    previous = previous_risk_level(ctx.store, ctx.as_of)
+    before = 0 if previous is None else previous
     now = int(decision.level)
     if now != before:
         send(ctx, alerts.risk_level_change(f"L{before}", f"L{now}", decision.drawdown))

@@ -29,30 +29,21 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import os
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection
 
 from tasks.context import RunContext
+from tiller.faults import fault
+from tiller.store import Tx
 from tiller.store.repo import utcnow
 
-# Fault injection for the crash-and-resume tests: TILLER_FAULT_INJECT=<stage>:<point>
-# kills the process there, as a SIGKILL would.
-FAULT_ENV = "TILLER_FAULT_INJECT"
 TRADING_DECISION = ("risk", "optimize", "orders")
 """Stages kept as they are, even when forced, once the day's orders stage completed."""
 
 log = logging.getLogger("tiller.checkpoint")
-
-
-def fault(point: str) -> None:
-    """Die here (exit 137, no clean-up) when ``TILLER_FAULT_INJECT`` names ``point``."""
-    if os.environ.get(FAULT_ENV) == point:
-        os._exit(137)
 
 
 @dataclass(frozen=True)
@@ -83,7 +74,7 @@ def run_stage[T](
     stage: str,
     input_fingerprint: str,
     compute: Callable[[], T],
-    persist: Callable[[Connection, T], tuple[str, str]],
+    persist: Callable[[Tx, T], tuple[str, str]],
     recompute_on_skip: bool = False,
 ) -> StageOutcome:
     """Run ``stage`` once for (flow, as_of); see the module docstring.

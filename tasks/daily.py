@@ -22,11 +22,11 @@ from datetime import date
 from typing import Any
 
 from tasks import alerting
-from tasks.audit import export_day
 from tasks.checkpoint import StageOutcome
 from tasks.context import RunContext
 from tasks.preflight import check_book_date, check_settings, resolve_as_of
 from tiller.errors import BlockedError, TradingFailed
+from tiller.execution.audit import export_day
 from tiller.settings import Settings
 from tiller.store.locks import run_lock
 from tiller.store.repo import Store

@@ -5,15 +5,14 @@ from __future__ import annotations
 from datetime import timedelta
 from typing import Any
 
-from sqlalchemy import Connection, delete
-
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tiller import calendars
 from tiller.data.base import SeriesKind
 from tiller.data.factory import build_chain, series_specs
 from tiller.data.ingest import IngestFailed, IngestResult, plan_ingest, run_ingest
-from tiller.store.repo import CROSS_CHECKS, INGEST_LOG
+from tiller.store import Tx
+from tiller.store import quality as quality_store
 
 STAGE = "ingest"
 
@@ -47,11 +46,8 @@ def ingest_stage(ctx: RunContext) -> StageOutcome:
         sessions = settings.data.cross_check_sessions if settings.data.cross_check else None
         return run_ingest(plans, chain, ctx.as_of, sessions)
 
-    def persist(tx: Connection, result: IngestResult) -> tuple[str, str]:
+    def persist(tx: Tx, result: IngestResult) -> tuple[str, str]:
         store = ctx.store
-        # One current ingest log per (as_of): a forced rerun replaces it.
-        tx.execute(delete(INGEST_LOG).where(INGEST_LOG.c.as_of == ctx.as_of))
-        tx.execute(delete(CROSS_CHECKS).where(CROSS_CHECKS.c.as_of == ctx.as_of))
         rows = []
         for fetched in result.fetched:
             request, frame = fetched.request, fetched.frame
@@ -92,10 +88,12 @@ def ingest_stage(ctx: RunContext) -> StageOutcome:
                     "error": None,
                 }
             )
-        store.insert(tx, INGEST_LOG, rows)
-        store.insert(
+        # one current ingest log per (as_of): a forced rerun replaces it
+        quality_store.replace_ingest_log(
             tx,
-            CROSS_CHECKS,
+            store,
+            ctx.as_of,
+            rows,
             [
                 {
                     "run_id": ctx.run_id,

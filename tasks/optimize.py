@@ -1,69 +1,52 @@
-"""The optimize stage: risk-parity targets over what signals and risk allow (SPEC stage 7)."""
+"""The optimize stage (SPEC stage 7): risk-parity targets over what signals and risk allow
+(:func:`tiller.pipeline.decide.targets`, as the backtest computes them)."""
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 
-from sqlalchemy import Connection
-
-from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
+from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
-from tasks.risk import current_portfolio, daily_returns
+from tasks.portfolio import current_portfolio, returns_window
 from tiller.domain import Signal
-from tiller.portfolio.optimize import OptimizationResult, optimize_weights
-from tiller.portfolio.selection import investable
+from tiller.pipeline import decide
+from tiller.portfolio.optimize import OptimizationResult
 from tiller.risk import RiskDecision
-from tiller.store.repo import OPTIMIZATIONS, TARGETS
+from tiller.store import Tx
+from tiller.store import decisions as decision_store
 
 
 def optimize_stage(
     ctx: RunContext, signals: Sequence[Signal], decision: RiskDecision
 ) -> StageOutcome:
     """Build and persist the target weights of ``as_of`` (``CASH`` included)."""
-    settings = ctx.settings
+    settings, store = ctx.settings, ctx.store
     config = settings.optimize
-    portfolio = current_portfolio(ctx)
-    fixed = config.fixed_weights if config.method == "fixed" else None
-    assets = investable(signals, decision, list(portfolio.weights), fixed)
-    returns = daily_returns(ctx, assets, config.lookback) if assets else None
-    max_weights = {s: settings.asset(s).max_weight for s in assets}
+    portfolio = current_portfolio(store, settings, ctx.as_of)
+    returns = returns_window(store, settings, ctx.as_of, settings.symbols, config.lookback)
     key = fingerprint(
         ctx.as_of,
         config.model_dump(),
-        assets,
+        [(s.symbol, s.signal.value, s.confidence, s.long_eligible) for s in signals],
         decision.exposure_scale,
         decision.pair_caps,
+        decision.allowed_symbols,
         portfolio.weights,
-        fixed,
-        frame_digest(returns),
+        returns.values.tolist(),
     )
 
     def compute() -> OptimizationResult:
-        import pandas as pd
-
-        frame = returns if returns is not None else pd.DataFrame()
-        return optimize_weights(
-            frame.dropna(),
-            portfolio.weights,
-            portfolio.nav,
-            max_weights,
-            config,
-            exposure=decision.exposure_scale,
-            pair_caps=decision.pair_caps,
-            fixed=fixed,
+        return decide.targets(
+            signals, decision, portfolio.weights, portfolio.nav, returns, settings
         )
 
-    def persist(tx: Connection, result: OptimizationResult) -> tuple[str, str]:
-        store = ctx.store
-        store.replace_for_as_of(tx, TARGETS, ctx.as_of)
-        store.replace_for_as_of(tx, OPTIMIZATIONS, ctx.as_of)
-        store.insert(
+    def persist(tx: Tx, result: OptimizationResult) -> tuple[str, str]:
+        decision_store.save_targets(
             tx,
-            TARGETS,
+            store,
+            ctx.as_of,
             [
                 {
-                    "as_of": ctx.as_of,
                     "run_id": ctx.run_id,
                     "symbol": symbol,
                     "weight": weight,
@@ -71,20 +54,13 @@ def optimize_stage(
                 }
                 for symbol, weight in result.weights.items()
             ],
-        )
-        store.insert(
-            tx,
-            OPTIMIZATIONS,
-            [
-                {
-                    "as_of": ctx.as_of,
-                    "run_id": ctx.run_id,
-                    "method": result.method,
-                    "reason": result.reason,
-                    "turnover": result.turnover,
-                    "skipped": json.dumps(result.skipped),
-                }
-            ],
+            {
+                "run_id": ctx.run_id,
+                "method": result.method,
+                "reason": result.reason,
+                "turnover": result.turnover,
+                "skipped": result.skipped,
+            },
         )
         return "completed", f"target_weights?as_of={ctx.as_of.isoformat()}"
 

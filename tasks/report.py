@@ -17,28 +17,14 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tiller.reporting.daily import DailyReportInputs, build_daily_report
 from tiller.reporting.render import render_html, render_markdown_summary, summary_text
-from tiller.store.repo import (
-    CHECKPOINTS,
-    DQ_FINDINGS,
-    DQ_REPORTS,
-    FILLS,
-    NAV_SNAPSHOTS,
-    ORDER_REJECTIONS,
-    ORDERS,
-    POSITION_SNAPSHOTS,
-    REPORTS,
-    RISK_DECISIONS,
-    SIGNALS,
-    TARGETS,
-    Store,
-    utcnow,
-)
+from tiller.store import Tx
+from tiller.store import reports as db
+from tiller.store.repo import Store
 
 FINAL_FAILURES = ("rejected", "failed", "canceled", "expired")
 
@@ -53,10 +39,6 @@ class RenderedReport:
     html: str
 
 
-def _frame(store: Store, query: Any) -> pd.DataFrame:
-    return store.select(query)
-
-
 def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     clean = frame.astype(object).where(frame.notna(), None)
     return [dict(r) for r in clean.to_dict("records")]
@@ -65,80 +47,25 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
 def trade_pnls(store: Store, start: date, end: date) -> tuple[float, ...]:
     """Realized P&L of each sell fill in ``[start, end]`` (USD): (price - average cost the day
     before) x qty - commission, the average cost from the previous position snapshot."""
-    sells = store.select(
-        select(FILLS.c.as_of, FILLS.c.symbol, FILLS.c.qty, FILLS.c.price, FILLS.c.commission).where(
-            FILLS.c.side == "sell", FILLS.c.as_of >= start, FILLS.c.as_of <= end
-        )
-    )
+    sells = db.sell_fills(store, start, end)
     pnls = []
     for row in sells.itertuples():
-        cost = store.select(
-            select(POSITION_SNAPSHOTS.c.avg_cost)
-            .where(
-                POSITION_SNAPSHOTS.c.symbol == row.symbol, POSITION_SNAPSHOTS.c.as_of < row.as_of
-            )
-            .order_by(POSITION_SNAPSHOTS.c.as_of.desc())
-            .limit(1)
-        )
-        if len(cost):
-            avg = float(cost.iloc[0, 0])
+        avg = db.avg_cost_before(store, row.symbol, row.as_of)
+        if avg is not None:
             pnls.append((float(row.price) - avg) * float(row.qty) - float(row.commission))
     return tuple(pnls)
 
 
 def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyReportInputs:
     """Everything the daily report shows for ``as_of``, read from the store."""
-    navs = _frame(
-        store,
-        select(NAV_SNAPSHOTS.c.as_of, NAV_SNAPSHOTS.c.nav, NAV_SNAPSHOTS.c.cash)
-        .where(NAV_SNAPSHOTS.c.as_of <= as_of)
-        .order_by(NAV_SNAPSHOTS.c.as_of),
-    )
+    navs = db.nav_history(store, as_of)
     nav_history = pd.Series(navs["nav"].astype(float).values, index=pd.to_datetime(navs["as_of"]))
     cash = float(navs["cash"].iloc[-1]) if len(navs) else settings.optimize.initial_capital
-    positions = _records(
-        _frame(
-            store,
-            select(
-                POSITION_SNAPSHOTS.c.symbol,
-                POSITION_SNAPSHOTS.c.qty,
-                POSITION_SNAPSHOTS.c.price,
-                POSITION_SNAPSHOTS.c.value,
-                POSITION_SNAPSHOTS.c.weight,
-            ).where(POSITION_SNAPSHOTS.c.as_of == as_of),
-        )
-    )
-    targets = _frame(
-        store, select(TARGETS.c.symbol, TARGETS.c.weight).where(TARGETS.c.as_of == as_of)
-    )
-    trades = _records(
-        _frame(
-            store,
-            select(
-                ORDERS.c.symbol,
-                ORDERS.c.side,
-                ORDERS.c.qty,
-                ORDERS.c.status,
-                ORDERS.c.filled_avg_price.label("fill_price"),
-                ORDERS.c.client_order_id,
-                ORDERS.c.reason,
-            ).where(ORDERS.c.as_of == as_of),
-        )
-    )
-    fills = _records(
-        _frame(
-            store,
-            select(
-                FILLS.c.symbol, FILLS.c.side, FILLS.c.qty, FILLS.c.price, FILLS.c.commission
-            ).where(FILLS.c.as_of == as_of),
-        )
-    )
-    decisions = _frame(
-        store,
-        select(RISK_DECISIONS)
-        .where(RISK_DECISIONS.c.as_of <= as_of)
-        .order_by(RISK_DECISIONS.c.as_of),
-    )
+    positions = _records(db.positions_on(store, as_of))
+    targets = db.targets_on(store, as_of)
+    trades = _records(db.orders_on(store, as_of))
+    fills = _records(db.fills_on(store, as_of))
+    decisions = db.risk_decisions(store, as_of)
     risk: dict[str, Any] = {"thresholds": dict(settings.risk.levels)}
     risk_history = pd.Series(dtype="int64")
     if len(decisions):
@@ -156,12 +83,7 @@ def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyRe
         risk_history = pd.Series(
             decisions["level"].astype(int).values, index=pd.to_datetime(decisions["as_of"])
         )
-    rejected = _frame(
-        store,
-        select(ORDER_REJECTIONS.c.symbol, ORDER_REJECTIONS.c.reason).where(
-            ORDER_REJECTIONS.c.as_of == as_of
-        ),
-    )
+    rejected = db.rejections_on(store, as_of)
     why_not = dict(zip(rejected["symbol"], rejected["reason"], strict=False))
     for trade in trades:
         if trade["status"] in FINAL_FAILURES and trade["reason"]:
@@ -173,48 +95,20 @@ def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyRe
             "executed": row["symbol"] in executed,
             "rejection_reason": why_not.get(row["symbol"]),
         }
-        for row in _records(
-            _frame(
-                store,
-                select(
-                    SIGNALS.c.symbol,
-                    SIGNALS.c.signal,
-                    SIGNALS.c.confidence,
-                    SIGNALS.c.reason,
-                ).where(SIGNALS.c.as_of == as_of),
-            )
-        )
+        for row in _records(db.signals_on(store, as_of))
     ]
-    report = _frame(store, select(DQ_REPORTS).where(DQ_REPORTS.c.as_of == as_of))
+    report = db.quality_report_on(store, as_of)
     quality: dict[str, Any] = {"status": "not run", "blocking": 0, "warnings": 0, "findings": []}
     if len(report):
         row = report.iloc[0]
-        findings = _frame(
-            store,
-            select(
-                DQ_FINDINGS.c.series,
-                DQ_FINDINGS.c.date,
-                DQ_FINDINGS.c.check,
-                DQ_FINDINGS.c.severity,
-                DQ_FINDINGS.c.message,
-            ).where(DQ_FINDINGS.c.report_id == int(row["id"])),
-        )
+        findings = db.quality_findings(store, int(row["id"]))
         quality = {
             "status": str(row["status"]),
             "blocking": int(row["blocking"]),
             "warnings": int(row["warnings"]),
             "findings": _records(findings),
         }
-    stages = _frame(
-        store,
-        select(
-            CHECKPOINTS.c.stage,
-            CHECKPOINTS.c.duration_ms,
-            CHECKPOINTS.c.status,
-            CHECKPOINTS.c.attempts,
-            CHECKPOINTS.c.error,
-        ).where(CHECKPOINTS.c.flow == flow, CHECKPOINTS.c.as_of == as_of),
-    )
+    stages = db.stage_runs(store, flow, as_of)
     health = {
         "stage_timings_ms": {str(r.stage): float(r.duration_ms) for r in stages.itertuples()},
         "retries": int(sum(max(int(t.get("attempts") or 1) - 1, 0) for t in trades)),
@@ -244,7 +138,7 @@ def _notification_failures(store: Store, as_of: date) -> list[dict[str, Any]]:
 
 
 def write_report(
-    ctx_home: Path, store: Store, tx: Connection, rendered: RenderedReport, run_id: str | None
+    ctx_home: Path, store: Store, tx: Tx, rendered: RenderedReport, run_id: str | None
 ) -> tuple[Path, Path]:
     """Write ``<home>/reports/<kind>/<as_of>.{json,html}`` and register them (in ``tx``)."""
     folder = ctx_home / "reports" / rendered.kind
@@ -253,21 +147,15 @@ def write_report(
     html_path = folder / f"{rendered.as_of.isoformat()}.html"
     json_path.write_text(json.dumps(rendered.report, indent=2, sort_keys=True, default=str))
     html_path.write_text(rendered.html, encoding="utf-8")
-    store.upsert(
+    db.save_report(
+        store,
         tx,
-        REPORTS,
-        [
-            {
-                "kind": rendered.kind,
-                "as_of": rendered.as_of,
-                "schema_version": str(rendered.report.get("schema_version", "")),
-                "json_path": str(json_path),
-                "html_path": str(html_path),
-                "created_at": utcnow(),
-                "run_id": run_id,
-            }
-        ],
-        ("kind", "as_of"),
+        kind=rendered.kind,
+        as_of=rendered.as_of,
+        schema_version=str(rendered.report.get("schema_version", "")),
+        json_path=str(json_path),
+        html_path=str(html_path),
+        run_id=run_id,
     )
     return json_path, html_path
 
@@ -314,7 +202,7 @@ def report_stage(ctx: RunContext) -> StageOutcome:
 
     paths: dict[str, Path] = {}
 
-    def persist(tx: Connection, rendered: RenderedReport) -> tuple[str, str]:
+    def persist(tx: Tx, rendered: RenderedReport) -> tuple[str, str]:
         _, html = write_report(ctx.settings.home_dir, ctx.store, tx, rendered, ctx.run_id)
         paths["html"] = html
         return "completed", str(html)

@@ -10,12 +10,12 @@ from __future__ import annotations
 from datetime import timedelta
 
 import pandas as pd
-from sqlalchemy import Connection
 
 from tasks.checkpoint import StageOutcome, fingerprint, frame_digest, run_stage
 from tasks.context import RunContext
 from tiller.domain import Signal
-from tiller.store.repo import FACTOR_GAPS, FACTORS, REGIMES, SIGNALS
+from tiller.store import Tx
+from tiller.store import decisions as decision_store
 from tiller.strategy.factors import FactorSnapshot, factor_panel, factors_at, min_history
 from tiller.strategy.regime import RegimeReading, regime_at
 from tiller.strategy.signals import generate_signals
@@ -43,16 +43,13 @@ def factors_stage(ctx: RunContext) -> StageOutcome:
         panel = factor_panel(bars, settings.strategy.factors, calendars)
         return factors_at(panel, ctx.as_of)
 
-    def persist(tx: Connection, snapshot: FactorSnapshot) -> tuple[str, str]:
-        store = ctx.store
-        store.replace_for_as_of(tx, FACTORS, ctx.as_of)
-        store.replace_for_as_of(tx, FACTOR_GAPS, ctx.as_of)
-        store.insert(
+    def persist(tx: Tx, snapshot: FactorSnapshot) -> tuple[str, str]:
+        decision_store.save_factors(
             tx,
-            FACTORS,
+            ctx.store,
+            ctx.as_of,
             [
                 {
-                    "as_of": ctx.as_of,
                     "run_id": ctx.run_id,
                     "symbol": r.symbol,
                     "factor": r.factor,
@@ -60,18 +57,8 @@ def factors_stage(ctx: RunContext) -> StageOutcome:
                 }
                 for r in snapshot.values.itertuples(index=False)
             ],
-        )
-        store.insert(
-            tx,
-            FACTOR_GAPS,
             [
-                {
-                    "as_of": ctx.as_of,
-                    "run_id": ctx.run_id,
-                    "symbol": r.symbol,
-                    "factor": r.factor,
-                    "reason": r.reason,
-                }
+                {"run_id": ctx.run_id, "symbol": r.symbol, "factor": r.factor, "reason": r.reason}
                 for r in snapshot.missing.itertuples(index=False)
             ],
         )
@@ -91,21 +78,18 @@ def regime_stage(ctx: RunContext) -> StageOutcome:
     def compute() -> RegimeReading:
         return regime_at(vix[["date", "close"]], ctx.as_of, settings.strategy.regime)
 
-    def persist(tx: Connection, reading: RegimeReading) -> tuple[str, str]:
-        ctx.store.replace_for_as_of(tx, REGIMES, ctx.as_of)
-        ctx.store.insert(
+    def persist(tx: Tx, reading: RegimeReading) -> tuple[str, str]:
+        decision_store.save_regime(
             tx,
-            REGIMES,
-            [
-                {
-                    "as_of": ctx.as_of,
-                    "run_id": ctx.run_id,
-                    "regime": reading.regime.value,
-                    "vix": reading.vix,
-                    "vix_date": reading.vix_date,
-                    "reason": reading.reason,
-                }
-            ],
+            ctx.store,
+            ctx.as_of,
+            {
+                "run_id": ctx.run_id,
+                "regime": reading.regime.value,
+                "vix": reading.vix,
+                "vix_date": reading.vix_date,
+                "reason": reading.reason,
+            },
         )
         return "completed", f"regimes?as_of={ctx.as_of.isoformat()}"
 
@@ -126,14 +110,13 @@ def signals_stage(ctx: RunContext, snapshot: FactorSnapshot, regime: RegimeReadi
     def compute() -> list[Signal]:
         return generate_signals(snapshot, regime, config)
 
-    def persist(tx: Connection, signals: list[Signal]) -> tuple[str, str]:
-        ctx.store.replace_for_as_of(tx, SIGNALS, ctx.as_of)
-        ctx.store.insert(
+    def persist(tx: Tx, signals: list[Signal]) -> tuple[str, str]:
+        decision_store.save_signals(
             tx,
-            SIGNALS,
+            ctx.store,
+            ctx.as_of,
             [
                 {
-                    "as_of": ctx.as_of,
                     "run_id": ctx.run_id,
                     "symbol": s.symbol,
                     "signal": s.signal.value,

@@ -5,11 +5,11 @@ from __future__ import annotations
 from datetime import date, timedelta
 
 import pandas as pd
-from sqlalchemy import Connection, delete, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
-from tiller.store.repo import CROSS_CHECKS, DQ_FINDINGS, DQ_REPORTS, INGEST_LOG, utcnow
+from tiller.store import Tx
+from tiller.store import quality as quality_store
 from tiller.validation import QualityReport, validate_market_data
 
 STAGE = "validate"
@@ -18,14 +18,7 @@ STAGE = "validate"
 def _window_starts(ctx: RunContext, symbols: list[str]) -> dict[str, date]:
     """Per series, the first session to validate: the first one ingested for this ``as_of``,
     or the last stored bar when nothing new arrived (so staleness is still checked)."""
-    log = ctx.store.select(
-        select(INGEST_LOG.c.series, INGEST_LOG.c.first_date).where(
-            INGEST_LOG.c.as_of == ctx.as_of, INGEST_LOG.c.kind == "bar"
-        )
-    )
-    ingested = {
-        row.series: row.first_date for row in log.itertuples() if row.first_date is not None
-    }
+    ingested = quality_store.first_ingested(ctx.store, ctx.as_of)
     last = ctx.store.last_bar_dates(ctx.as_of)
     return {s: ingested.get(s) or last[s] for s in symbols if s in ingested or s in last}
 
@@ -45,9 +38,7 @@ def load_inputs(ctx: RunContext) -> tuple[pd.DataFrame, pd.DataFrame, pd.DataFra
     before = bars[bars["date"] < window_start]
     previous = before.groupby("symbol", as_index=False).last()[["symbol", "close"]]
     window = bars[bars["date"] >= window_start].reset_index(drop=True)
-    deviations = ctx.store.select(select(CROSS_CHECKS).where(CROSS_CHECKS.c.as_of == ctx.as_of))
-    if not deviations.empty:
-        deviations["date"] = pd.to_datetime(deviations["date"])
+    deviations = quality_store.cross_checks(ctx.store, ctx.as_of)
     return window, previous, deviations
 
 
@@ -74,32 +65,23 @@ def validate_stage(ctx: RunContext) -> StageOutcome:
             expected_series=[*settings.symbols, settings.volatility_index],
         )
 
-    def persist(tx: Connection, report: QualityReport) -> tuple[str, str]:
+    def persist(tx: Tx, report: QualityReport) -> tuple[str, str]:
         store = ctx.store
-        old = select(DQ_REPORTS.c.id).where(DQ_REPORTS.c.as_of == ctx.as_of)
-        tx.execute(delete(DQ_FINDINGS).where(DQ_FINDINGS.c.report_id.in_(old)))
-        tx.execute(delete(DQ_REPORTS).where(DQ_REPORTS.c.as_of == ctx.as_of))
-        report_id = store.insert_one(
+        report_id = quality_store.save_report(
             tx,
-            DQ_REPORTS,
+            store,
+            ctx.as_of,
             {
                 "run_id": ctx.run_id,
-                "as_of": ctx.as_of,
                 "status": report.status,
                 "series_checked": report.series_checked,
                 "rows_checked": report.rows_checked,
                 "expectations_run": report.expectations_run,
                 "blocking": len(report.blocking),
                 "warnings": len(report.warnings),
-                "created_at": utcnow(),
             },
-        )
-        store.insert(
-            tx,
-            DQ_FINDINGS,
             [
                 {
-                    "report_id": report_id,
                     "series": f.series,
                     "date": f.date,
                     "check": f.check,

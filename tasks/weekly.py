@@ -6,7 +6,6 @@ from datetime import date, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, func, select
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
@@ -15,15 +14,9 @@ from tiller import calendars
 from tiller.backtest.service import stress_rows
 from tiller.reporting.render import render_html
 from tiller.reporting.weekly import WeeklyReportInputs, build_weekly_report
-from tiller.store.repo import (
-    NAV_SNAPSHOTS,
-    ORDERS,
-    POSITION_SNAPSHOTS,
-    RISK_DECISIONS,
-    RUNS,
-    TARGETS,
-    Store,
-)
+from tiller.store import Tx
+from tiller.store import reports as db
+from tiller.store.repo import Store
 
 DAILY = "daily-rebalance"
 
@@ -31,37 +24,19 @@ DAILY = "daily-rebalance"
 def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInputs:
     """The week ending ``as_of`` (Monday..as_of) and the whole paper record before it."""
     week_start = as_of - timedelta(days=as_of.weekday())
-    navs = store.select(
-        select(NAV_SNAPSHOTS.c.as_of, NAV_SNAPSHOTS.c.nav)
-        .where(NAV_SNAPSHOTS.c.as_of <= as_of)
-        .order_by(NAV_SNAPSHOTS.c.as_of)
-    )
+    navs = db.nav_history(store, as_of)
     nav_history = pd.Series(navs["nav"].astype(float).values, index=pd.to_datetime(navs["as_of"]))
-    latest = store.select(
-        select(func.max(POSITION_SNAPSHOTS.c.as_of)).where(POSITION_SNAPSHOTS.c.as_of <= as_of)
-    ).iloc[0, 0]
+    latest = db.latest_positions_date(store, as_of)
     weights: dict[str, float] = {}
     if latest is not None:
-        held = store.select(
-            select(POSITION_SNAPSHOTS.c.symbol, POSITION_SNAPSHOTS.c.weight).where(
-                POSITION_SNAPSHOTS.c.as_of == latest
-            )
-        )
+        held = db.positions_on(store, latest)
         weights = {str(r.symbol): float(r.weight) for r in held.itertuples()}
-    last_target = store.select(select(func.max(TARGETS.c.as_of)).where(TARGETS.c.as_of <= as_of))
+    last_target = db.latest_targets_date(store, as_of)
     targets: dict[str, float] = {}
-    if last_target.iloc[0, 0] is not None:
-        rows = store.select(
-            select(TARGETS.c.symbol, TARGETS.c.weight).where(
-                TARGETS.c.as_of == last_target.iloc[0, 0]
-            )
-        )
+    if last_target is not None:
+        rows = db.targets_on(store, last_target)
         targets = {str(r.symbol): float(r.weight) for r in rows.itertuples() if r.symbol != "CASH"}
-    levels = store.select(
-        select(RISK_DECISIONS.c.as_of, RISK_DECISIONS.c.level)
-        .where(RISK_DECISIONS.c.as_of <= as_of)
-        .order_by(RISK_DECISIONS.c.as_of)
-    )
+    levels = db.risk_decisions(store, as_of)
     risk_history = pd.Series(
         levels["level"].astype(int).values, index=pd.to_datetime(levels["as_of"])
     )
@@ -70,16 +45,10 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
     returns = returns_window(
         store, settings, as_of, settings.symbols, settings.risk.correlation_window
     )
-    week_trades = store.select(
-        select(func.count())
-        .select_from(ORDERS)
-        .where(ORDERS.c.as_of >= week_start, ORDERS.c.as_of <= as_of)
-    )
-    sent = store.select(select(ORDERS.c.status).where(ORDERS.c.status != "planned"))
+    week_trades = db.order_count(store, week_start, as_of)
+    sent = db.sent_order_statuses(store)
     fill_rate = float((sent["status"] == "filled").mean()) if len(sent) else None
-    runs = store.select(
-        select(RUNS.c.as_of, RUNS.c.status).where(RUNS.c.flow == DAILY, RUNS.c.as_of <= as_of)
-    )
+    runs = db.flow_runs(store, DAILY, as_of)
     uptime = None
     if len(runs):
         expected = calendars.sessions("XNYS", min(runs["as_of"]), as_of)
@@ -91,7 +60,7 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
         nav_history=nav_history,
         week_trade_pnls=trade_pnls(store, week_start, as_of),
         all_trade_pnls=trade_pnls(store, date.min, as_of),
-        week_trades_count=int(week_trades.iloc[0, 0]),
+        week_trades_count=week_trades,
         weights=weights,
         targets=targets,
         risk_history=risk_history,
@@ -125,7 +94,7 @@ def weekly_report_stage(ctx: RunContext) -> StageOutcome:
 
     paths: dict[str, Any] = {}
 
-    def persist(tx: Connection, rendered: RenderedReport) -> tuple[str, str]:
+    def persist(tx: Tx, rendered: RenderedReport) -> tuple[str, str]:
         _, html = write_report(ctx.settings.home_dir, ctx.store, tx, rendered, ctx.run_id)
         paths["html"] = html
         return "completed", str(html)

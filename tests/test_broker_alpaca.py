@@ -38,6 +38,7 @@ from tiller.execution.broker import (
     OrderSide,
     OrderStatus,
 )
+from tiller.execution.retry import RetryingBroker
 from tiller.settings import ExecutionConfig
 
 KEY = "PKTESTTRADEKEY7Q8W9E"
@@ -65,18 +66,18 @@ def fake() -> Iterator[AlpacaTradingServer]:
 
 
 @pytest.fixture
-def make_broker(fake: AlpacaTradingServer) -> Callable[..., AlpacaPaperBroker]:
-    def make(**kwargs: Any) -> AlpacaPaperBroker:
-        kwargs.setdefault("timeout", 2.0)
-        kwargs.setdefault("retries", 2)
-        kwargs.setdefault("retry_wait", 0.01)
-        return AlpacaPaperBroker(KEY, SECRET, base_url=fake.url, **kwargs)
+def make_broker(fake: AlpacaTradingServer) -> Callable[..., RetryingBroker]:
+    """The adapter behind the one retry layer, as the orders stage builds it."""
+
+    def make(timeout: float = 2.0, retries: int = 2, retry_wait: float = 0.01) -> RetryingBroker:
+        adapter = AlpacaPaperBroker(KEY, SECRET, base_url=fake.url, timeout=timeout)
+        return RetryingBroker(adapter, retries, retry_wait)
 
     return make
 
 
 @pytest.fixture
-def broker(make_broker: Callable[..., AlpacaPaperBroker]) -> AlpacaPaperBroker:
+def broker(make_broker: Callable[..., RetryingBroker]) -> RetryingBroker:
     return make_broker()
 
 
@@ -261,12 +262,12 @@ def test_from_real_settings_and_environment(
     monkeypatch.setenv("APCA_API_KEY_ID", KEY)
     monkeypatch.setenv("ALPACA_SECRET_KEY", SECRET)
     monkeypatch.setenv("TILLER_ALPACA_URL", fake.url)
-    broker = AlpacaPaperBroker.from_settings(make_settings(), retry_wait=0.01)
+    broker = AlpacaPaperBroker.from_settings(make_settings())
     assert broker.base_url == fake.url
     assert broker.account().cash == pytest.approx(100_000.0)
 
 
-def test_is_a_broker(broker: AlpacaPaperBroker) -> None:
+def test_is_a_broker(broker: RetryingBroker) -> None:
     assert isinstance(broker, Broker)
     assert broker.name == "alpaca"
 
@@ -275,7 +276,7 @@ def test_is_a_broker(broker: AlpacaPaperBroker) -> None:
 
 
 def test_submit_returns_accepted_order_and_fill_is_observed_later(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     sent = broker.submit(order("tiller-rp-20240308-SPY-buy"))
     assert sent.status in (OrderStatus.ACCEPTED, OrderStatus.PENDING_NEW, OrderStatus.NEW)
@@ -309,7 +310,7 @@ def test_submit_returns_accepted_order_and_fill_is_observed_later(
 
 
 def test_market_closed_day_order_is_accepted_and_queued(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     fake.state.market_open = False
     sent = broker.submit(order("after-hours"))
@@ -318,7 +319,7 @@ def test_market_closed_day_order_is_accepted_and_queued(
     assert broker.get_order(sent.broker_id).status is OrderStatus.FILLED
 
 
-def test_partial_fill(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_partial_fill(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     sent = broker.submit(order("partial", qty=10))
     fake.fill("partial", 100.0, qty=4)
     part = broker.get_order(sent.broker_id)
@@ -336,7 +337,7 @@ def test_partial_fill(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> N
     assert broker.open_orders() == []
 
 
-def test_duplicate_client_order_id(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_duplicate_client_order_id(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     first = broker.submit(order("dup-1"))
     with pytest.raises(BrokerError) as info:
         broker.submit(order("dup-1"))
@@ -350,7 +351,7 @@ def test_duplicate_client_order_id(fake: AlpacaTradingServer, broker: AlpacaPape
 
 
 def test_lost_submit_answer_is_recovered_by_client_order_id(
-    fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker]
+    fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker]
 ) -> None:
     """The first POST reaches Alpaca but its answer times out; the retry is a duplicate."""
     broker = make_broker(timeout=0.3, retries=2)
@@ -366,7 +367,7 @@ def test_lost_submit_answer_is_recovered_by_client_order_id(
 
 
 def test_duplicate_after_lost_answer_for_a_different_order_is_still_duplicate(
-    fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker]
+    fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker]
 ) -> None:
     broker = make_broker(retries=2)
     broker.submit(order("reused", qty=1))
@@ -376,7 +377,7 @@ def test_duplicate_after_lost_answer_for_a_different_order_is_still_duplicate(
     assert info.value.kind is BrokerErrorKind.DUPLICATE
 
 
-def test_insufficient_buying_power(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_insufficient_buying_power(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     with pytest.raises(BrokerError) as info:
         broker.submit(order("too-big", qty=1000))  # 1000 x 500 > 100k
     assert info.value.kind is BrokerErrorKind.INSUFFICIENT_BUYING_POWER
@@ -394,7 +395,7 @@ def test_insufficient_buying_power(fake: AlpacaTradingServer, broker: AlpacaPape
     assert [o["client_order_id"] for o in fake.state.orders.values()] == ["reserve"]
 
 
-def test_selling_more_than_held_is_rejected(broker: AlpacaPaperBroker) -> None:
+def test_selling_more_than_held_is_rejected(broker: RetryingBroker) -> None:
     with pytest.raises(BrokerError) as info:
         broker.submit(order("sell-none", side=OrderSide.SELL, qty=5))
     assert info.value.kind is BrokerErrorKind.REJECTED
@@ -407,7 +408,7 @@ def test_selling_more_than_held_is_rejected(broker: AlpacaPaperBroker) -> None:
 
 @pytest.mark.parametrize("symbol", ["XYZQ", "HALT"])
 def test_unknown_or_untradable_symbol(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker, symbol: str
+    fake: AlpacaTradingServer, broker: RetryingBroker, symbol: str
 ) -> None:
     with pytest.raises(BrokerError) as info:
         broker.submit(order(f"bad-{symbol}", symbol=symbol))
@@ -417,7 +418,7 @@ def test_unknown_or_untradable_symbol(
 
 
 def test_non_positive_qty_is_refused_locally(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     with pytest.raises(BrokerError) as info:
         broker.submit(order("zero", qty=0))
@@ -425,7 +426,7 @@ def test_non_positive_qty_is_refused_locally(
     assert fake.requests == []
 
 
-def test_rejected_after_acceptance(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_rejected_after_acceptance(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     sent = broker.submit(order("later-rejected"))
     fake.state.reject(sent.broker_id)
     got = broker.get_order(sent.broker_id)
@@ -435,7 +436,7 @@ def test_rejected_after_acceptance(fake: AlpacaTradingServer, broker: AlpacaPape
 # ----------------------------------------------------------------- crypto symbols
 
 
-def test_btc_usd_mapping_both_ways(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_btc_usd_mapping_both_ways(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     sent = broker.submit(order("btc-buy", symbol="BTC-USD", qty=0.1234))
     [body] = fake.order_requests()
     assert body["symbol"] == "BTC/USD"
@@ -468,7 +469,7 @@ def test_symbol_helpers() -> None:
     assert from_alpaca_symbol("SPY", crypto=False) == "SPY"
 
 
-def test_class_share_mapping(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_class_share_mapping(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     sent = broker.submit(order("brk", symbol="BRK-B", qty=2))
     assert fake.order_requests()[0]["symbol"] == "BRK.B"
     assert sent.symbol == "BRK-B"
@@ -480,7 +481,7 @@ def test_class_share_mapping(fake: AlpacaTradingServer, broker: AlpacaPaperBroke
 
 
 def test_positions_and_account_parse_strings(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     fake.set_position("SPY", 10, 450.5)  # a fill Tiller never recorded
     fake.set_position("BTC-USD", 0.25, 58_000.0)
@@ -504,7 +505,7 @@ def test_positions_and_account_parse_strings(
     assert raw["cash"] == "12345.67" and isinstance(raw["equity"], str)
 
 
-def test_open_orders_and_cancel(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_open_orders_and_cancel(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     a = broker.submit(order("open-a", qty=1))
     b = broker.submit(order("open-b", symbol="GLD", qty=2))
     c = broker.submit(order("open-c", symbol="TLT", qty=3))
@@ -525,7 +526,7 @@ def test_open_orders_and_cancel(fake: AlpacaTradingServer, broker: AlpacaPaperBr
     assert missing.value.kind is BrokerErrorKind.NOT_FOUND
 
 
-def test_get_order_unknown_ids(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_get_order_unknown_ids(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     with pytest.raises(BrokerError) as info:
         broker.get_order("not-a-uuid")
     assert info.value.kind is BrokerErrorKind.NOT_FOUND
@@ -535,10 +536,11 @@ def test_get_order_unknown_ids(fake: AlpacaTradingServer, broker: AlpacaPaperBro
     assert missing.value.kind is BrokerErrorKind.NOT_FOUND
 
 
-def test_fake_cancel_all_speaks_207(fake: AlpacaTradingServer, broker: AlpacaPaperBroker) -> None:
+def test_fake_cancel_all_speaks_207(fake: AlpacaTradingServer, broker: RetryingBroker) -> None:
     broker.submit(order("ca-1", qty=1))
     broker.submit(order("ca-2", qty=1))
-    results = broker._client.cancel_orders()
+    assert isinstance(broker.inner, AlpacaPaperBroker)
+    results = broker.inner._client.cancel_orders()
     assert [r.status for r in results] == [200, 200]  # type: ignore[union-attr]
     assert broker.open_orders() == []
 
@@ -547,7 +549,7 @@ def test_fake_cancel_all_speaks_207(fake: AlpacaTradingServer, broker: AlpacaPap
 
 
 def test_rate_limit_then_success_within_retries(
-    fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker]
+    fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker]
 ) -> None:
     broker = make_broker(retries=3, retry_wait=0.01)
     fake.fail_next(429, RATE_LIMITED, times=2)
@@ -558,7 +560,7 @@ def test_rate_limit_then_success_within_retries(
 
 
 def test_rate_limit_exhausted(
-    fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker]
+    fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker]
 ) -> None:
     broker = make_broker(retries=1)
     fake.fail_next(429, RATE_LIMITED, times=5)
@@ -569,7 +571,7 @@ def test_rate_limit_exhausted(
 
 
 def test_submit_retries_rate_limit_once_per_order(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     fake.fail_next(429, RATE_LIMITED)
     sent = broker.submit(order("after-429"))
@@ -579,7 +581,7 @@ def test_submit_retries_rate_limit_once_per_order(
 
 @pytest.mark.parametrize("status", [500, 502, 503, 504])
 def test_server_errors_exhausted(
-    fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker], status: int
+    fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker], status: int
 ) -> None:
     broker = make_broker(retries=2)
     fake.fail_next(status, INTERNAL_ERROR, times=3)
@@ -592,7 +594,7 @@ def test_server_errors_exhausted(
 
 
 def test_non_json_gateway_error(
-    fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker]
+    fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker]
 ) -> None:
     broker = make_broker(retries=0)
     fake.fail_next(
@@ -603,7 +605,7 @@ def test_non_json_gateway_error(
     assert info.value.kind is BrokerErrorKind.SERVER
 
 
-def test_timeout(fake: AlpacaTradingServer, make_broker: Callable[..., AlpacaPaperBroker]) -> None:
+def test_timeout(fake: AlpacaTradingServer, make_broker: Callable[..., RetryingBroker]) -> None:
     broker = make_broker(timeout=0.2, retries=0)
     fake.delay_next(0.6)
     with pytest.raises(BrokerError) as info:
@@ -616,8 +618,8 @@ def test_network_error() -> None:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
-    broker = AlpacaPaperBroker(
-        KEY, SECRET, base_url=f"http://127.0.0.1:{port}", timeout=1, retries=1, retry_wait=0
+    broker = RetryingBroker(
+        AlpacaPaperBroker(KEY, SECRET, base_url=f"http://127.0.0.1:{port}", timeout=1), 1, 0
     )
     with pytest.raises(BrokerError) as info:
         broker.open_orders()
@@ -629,7 +631,7 @@ def test_network_error() -> None:
 
 
 def test_wrong_keys_are_auth_errors_without_secrets(fake: AlpacaTradingServer) -> None:
-    broker = AlpacaPaperBroker(KEY, SECRET + "x", base_url=fake.url, retries=0)
+    broker = AlpacaPaperBroker(KEY, SECRET + "x", base_url=fake.url)
     with pytest.raises(BrokerError) as info:
         broker.account()
     assert info.value.kind is BrokerErrorKind.AUTH
@@ -638,7 +640,7 @@ def test_wrong_keys_are_auth_errors_without_secrets(fake: AlpacaTradingServer) -
 
 
 def test_forbidden_without_business_code_is_auth(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     fake.fail_next(403, {"message": "forbidden"})
     with pytest.raises(BrokerError) as info:
@@ -647,7 +649,7 @@ def test_forbidden_without_business_code_is_auth(
 
 
 def test_secrets_echoed_by_the_server_are_masked(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     fake.fail_next(422, {"code": 40010001, "message": f"bad key {KEY} / {SECRET}"})
     with pytest.raises(BrokerError) as info:
@@ -658,7 +660,7 @@ def test_secrets_echoed_by_the_server_are_masked(
 
 
 def test_every_error_in_this_file_is_secret_free(
-    fake: AlpacaTradingServer, broker: AlpacaPaperBroker
+    fake: AlpacaTradingServer, broker: RetryingBroker
 ) -> None:
     errors: list[BrokerError] = []
     for attempt in (

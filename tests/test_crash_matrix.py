@@ -33,9 +33,9 @@ from tests.fakes.alpaca_trading_server import (
     alpaca_trading_server,
 )
 from tests.runner import run_daily
-from tiller.execution.simulated import ACCOUNT, POSITIONS
-from tiller.execution.simulated import ORDERS as SIM_ORDERS
 from tiller.store.repo import AUDIT_EVENTS, BOOK_STATE, FILLS, NAV_SNAPSHOTS, ORDERS, RUNS, Store
+from tiller.store.simbroker import ACCOUNT, POSITIONS
+from tiller.store.simbroker import ORDERS as SIM_ORDERS
 
 PREPARE = ("2021-06-01", "2021-06-02")
 CRASH = "2021-06-03"

@@ -13,7 +13,6 @@ from tasks.execute import orders_stage
 from tasks.ingest import ingest_stage
 from tests.fakes.alpaca_trading_server import AlpacaTradingState, alpaca_trading_server
 from tiller.domain import Signal, SignalType
-from tiller.execution.simulated import ORDERS as SIM_ORDERS
 from tiller.portfolio.optimize import OptimizationResult
 from tiller.risk import RiskInputs, RiskState, assess_risk
 from tiller.store.repo import (
@@ -24,6 +23,7 @@ from tiller.store.repo import (
     RECONCILIATIONS,
     Store,
 )
+from tiller.store.simbroker import ORDERS as SIM_ORDERS
 
 from .helpers import context
 

@@ -108,7 +108,7 @@ def test_a_bad_setting_is_refused_before_anything_is_written(
 
 
 def test_risk_returns_use_exchange_sessions_not_crypto_weekends(env: str, make_settings) -> None:
-    from tasks.risk import daily_returns
+    from tasks.portfolio import returns_frame
     from tiller import calendars
 
     from .helpers import context
@@ -118,7 +118,7 @@ def test_risk_returns_use_exchange_sessions_not_crypto_weekends(env: str, make_s
     from tasks.ingest import ingest_stage
 
     ingest_stage(ctx)
-    returns = daily_returns(ctx, ["SPY", "BTC-USD"], 20)
+    returns = returns_frame(ctx.store, ctx.settings, AS_OF, ["SPY", "BTC-USD"], 20)
     expected = calendars.sessions("XNYS", date(2024, 1, 1), AS_OF)[-20:]
     assert list(returns.index) == list(expected)  # no Saturday/Sunday rows
     bars = ctx.store.load_bars(["BTC-USD"]).set_index("date")["close"]

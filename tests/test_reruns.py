@@ -16,8 +16,8 @@ from sqlalchemy import func, select
 from tests.conftest import MARKET
 from tests.fakes.alpaca_trading_server import AlpacaTradingState, alpaca_trading_server
 from tests.runner import run_daily
-from tiller.execution.simulated import ORDERS as SIM_ORDERS
 from tiller.store.repo import ORDERS, RISK_DECISIONS, TARGETS, Store
+from tiller.store.simbroker import ORDERS as SIM_ORDERS
 
 KEY, SECRET = "PKRERUNTESTKEY000001", "reruntestsecret0000000000000000000000000"
 

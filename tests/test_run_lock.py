@@ -20,9 +20,9 @@ from sqlalchemy import func, select
 
 from tests.conftest import MARKET
 from tests.runner import run_daily, start_daily
-from tiller.execution.simulated import ORDERS as SIM_ORDERS
 from tiller.store.locks import LockBusy, run_lock
 from tiller.store.repo import CHECKPOINTS, ORDERS, RUNS, Store
+from tiller.store.simbroker import ORDERS as SIM_ORDERS
 
 HOLD = """
 import sys, time

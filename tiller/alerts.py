@@ -30,17 +30,14 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, unquote, urlsplit
 
-from sqlalchemy import Table, select
-
-from models.alerts import AlertLog
+from tiller.store import alerts as alert_store
+from tiller.store.alerts import ALERT_LOG as ALERT_LOG  # re-exported (tests read it)
 
 if TYPE_CHECKING:
     from tiller.settings import Settings
     from tiller.store.repo import Store
 
 log = logging.getLogger(__name__)
-
-ALERT_LOG: Table = AlertLog.__table__  # type: ignore[attr-defined]
 
 SENT = "sent"
 SUPPRESSED = "suppressed_cooldown"
@@ -262,18 +259,10 @@ class Notifier:
         return f"({name}): {detail}"
 
     def _last_sent(self, key: str) -> datetime | None:
-        query = (
-            select(ALERT_LOG.c.created_at)
-            .where(ALERT_LOG.c.key == key, ALERT_LOG.c.status == SENT)
-            .order_by(ALERT_LOG.c.created_at.desc())
-            .limit(1)
-        )
-        with self.store.engine.connect() as connection:
-            value = connection.execute(query).scalar()
-        return None if value is None else _aware(value)
+        return alert_store.last_alert_at(self.store, key, SENT)
 
     def _record(self, alert: Alert, outcome: AlertOutcome) -> AlertOutcome:
-        values = {
+        values: dict[str, Any] = {
             "created_at": self._now(),
             "level": AlertLevel(alert.level).value,
             "trigger": alert.trigger[:40],
@@ -286,7 +275,7 @@ class Notifier:
         }
         try:
             with self.store.transaction() as tx:
-                log_id = self.store.insert_one(tx, ALERT_LOG, values)
+                log_id = alert_store.record_alert(self.store, tx, **values)
         except Exception as exc:
             log.error("could not record alert %s in alert_log: %s", alert.key, self._error(exc))
             return outcome
@@ -361,22 +350,7 @@ def recent_failures(store: Store, since: datetime | date) -> list[dict[str, Any]
     """
     if not isinstance(since, datetime):
         since = datetime(since.year, since.month, since.day, tzinfo=UTC)
-    query = (
-        select(
-            ALERT_LOG.c.created_at,
-            ALERT_LOG.c.level,
-            ALERT_LOG.c.trigger,
-            ALERT_LOG.c.key,
-            ALERT_LOG.c.title,
-            ALERT_LOG.c.channels,
-            ALERT_LOG.c.error,
-        )
-        .where(ALERT_LOG.c.status == FAILED, ALERT_LOG.c.created_at >= _aware(since))
-        .order_by(ALERT_LOG.c.created_at, ALERT_LOG.c.id)
-    )
-    with store.engine.connect() as connection:
-        rows = connection.execute(query).mappings().all()
-    return [{**row, "created_at": _aware(row["created_at"])} for row in rows]
+    return alert_store.alerts_since(store, FAILED, since)
 
 
 # ------------------------------------------------------------------- triggers

@@ -396,25 +396,11 @@ def _risk_store():
 
 def _save_risk(store: Any, state: Any, as_of: date, kind: str, reason: str) -> None:
     from tasks.risk import PORTFOLIO
-    from tiller.store.repo import RISK_EVENTS, utcnow
+    from tiller.store.risk import record_risk_event
 
     with store.transaction() as tx:
         store.save_risk_state(tx, PORTFOLIO, as_of, state.to_dict())
-        store.insert(
-            tx,
-            RISK_EVENTS,
-            [
-                {
-                    "as_of": as_of,
-                    "portfolio": PORTFOLIO,
-                    "kind": kind,
-                    "symbol": None,
-                    "reason": reason,
-                    "run_id": None,
-                    "created_at": utcnow(),
-                }
-            ],
-        )
+        record_risk_event(store, tx, as_of=as_of, portfolio=PORTFOLIO, kind=kind, reason=reason)
 
 
 @risk_app.command("status")
@@ -426,20 +412,11 @@ def risk_status_command(
         settings, store, state = _risk_store()
         from tasks.risk import PORTFOLIO
         from tiller.risk import risk_status
+        from tiller.store.risk import latest_decision_nav
 
-        nav = settings.optimize.initial_capital
-        from sqlalchemy import select
-
-        from tiller.store.repo import RISK_DECISIONS
-
-        decisions = store.select(
-            select(RISK_DECISIONS.c.nav)
-            .where(RISK_DECISIONS.c.portfolio == PORTFOLIO)
-            .order_by(RISK_DECISIONS.c.as_of.desc())
-            .limit(1)
-        )
-        if not decisions.empty:
-            nav = float(decisions.iloc[0]["nav"])
+        nav = latest_decision_nav(store, PORTFOLIO)
+        if nav is None:
+            nav = settings.optimize.initial_capital
         status = risk_status(state, nav, settings.risk)
     except TillerError as exc:
         _fail(str(exc))
@@ -722,42 +699,27 @@ def demo(
 
 
 def _demo_footer(settings: Any, started: datetime) -> str:
-    from sqlalchemy import func, select
-
-    from tiller.store.repo import (
-        BARS,
-        DQ_REPORTS,
-        FILLS,
-        NAV_SNAPSHOTS,
-        ORDERS,
-        POSITION_SNAPSHOTS,
-        Store,
-    )
+    from tiller.store.repo import Store
+    from tiller.store.reports import bar_counts, latest_nav, positions_on, row_counts
 
     store = Store.open(settings.db_url, migrate=False)
-
-    def count(table: Any) -> int:
-        return int(store.select(select(func.count()).select_from(table)).iloc[0, 0])
-
-    bars = store.select(select(BARS.c.symbol, func.count().label("n")).group_by(BARS.c.symbol))
-    nav = store.select(select(NAV_SNAPSHOTS).order_by(NAV_SNAPSHOTS.c.as_of.desc()).limit(1))
+    bars = bar_counts(store)
+    last = latest_nav(store)
+    counts = row_counts(store)
     lines = [
         "",
         f"Done in {(datetime.now() - started).total_seconds():.0f} s. Results:",
         f"  database      {_masked(settings.db_url)}",
         f"  bars stored   {int(bars['n'].sum())} across {len(bars)} series",
-        f"  quality       {count(DQ_REPORTS)} data-quality reports (data_quality_reports)",
-        f"  orders        {count(ORDERS)} sent to the simulated paper broker, {count(FILLS)} fills "
+        f"  quality       {counts['data_quality_reports']} data-quality reports "
+        "(data_quality_reports)",
+        f"  orders        {counts['orders']} sent to the simulated paper broker, "
+        f"{counts['fills']} fills "
         "(orders, fills; audit trail in audit_events and "
         f"{settings.home_dir / 'audit'}/<date>.jsonl)",
     ]
-    if not nav.empty:
-        last = nav.iloc[0]
-        held = store.select(
-            select(POSITION_SNAPSHOTS.c.symbol, POSITION_SNAPSHOTS.c.qty).where(
-                POSITION_SNAPSHOTS.c.as_of == last["as_of"]
-            )
-        )
+    if last is not None:
+        held = positions_on(store, last["as_of"])
         positions = ", ".join(f"{r.symbol} {r.qty:g}" for r in held.itertuples()) or "none"
         lines.append(
             f"  portfolio     NAV ${last['nav']:,.2f} (cash ${last['cash']:,.2f}) on "

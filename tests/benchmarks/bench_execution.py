@@ -182,13 +182,13 @@ def one_round(
     fill_day: date,
 ) -> tuple[Any, list[tuple[str, int, float, str]]]:
     """Plan, submit, process and book one rebalance; the new book and the timed rows."""
-    from tasks.execute import last_prices
     from tiller.execution.accounting import Fill, apply_fill, snapshot
     from tiller.execution.broker import BrokerError
     from tiller.execution.orders import plan_orders
+    from tiller.store.book import last_closes
 
     rows: list[tuple[str, int, float, str]] = []
-    prices = last_prices(store, SYMBOLS, as_of)
+    prices = last_closes(store, SYMBOLS, as_of)
     nav = snapshot(book, prices, as_of).nav
     account = broker.account()
     plan, seconds = clock(
@@ -242,7 +242,7 @@ def one_round(
         book = apply_fill(book, fill)
     seconds = time.perf_counter() - start
     rows.append(("accounting apply_fill", len(fills), seconds, f"{len(book.positions)} held"))
-    close = last_prices(store, SYMBOLS, fill_day)
+    close = last_closes(store, SYMBOLS, fill_day)
     snap, seconds = clock(snapshot, book, close, fill_day)
     rows.append(("accounting snapshot", len(book.positions), seconds, f"NAV ${snap.nav:,.2f}"))
     return book, rows

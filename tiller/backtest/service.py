@@ -14,7 +14,6 @@ from pathlib import Path
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import select
 
 from tiller.backtest.data import load_market, market_from_store
 from tiller.backtest.engine import BacktestError, MarketHistory, run_backtest
@@ -23,8 +22,9 @@ from tiller.backtest.result import BacktestResult
 from tiller.backtest.stress import evaluate, shocked, verdict
 from tiller.portfolio.cadence import Cadence
 from tiller.settings import Settings
-from tiller.store.backtests import latest_stress, save_result, save_stress
-from tiller.store.repo import BACKTEST_DAYS, NAV_SNAPSHOTS, Store
+from tiller.store.backtests import latest_stress, risk_levels, save_result, save_stress
+from tiller.store.repo import Store
+from tiller.store.reports import nav_history
 
 
 @dataclass(frozen=True)
@@ -136,10 +136,7 @@ def stress_rows(store: Store) -> list[dict[str, Any]]:
     frame = latest_stress(store)
     rows = []
     for r in frame.to_dict("records"):
-        levels = store.select(
-            select(BACKTEST_DAYS.c.level).where(BACKTEST_DAYS.c.run_id == r["run_id"]).distinct()
-        )
-        reached = sorted(int(v) for v in levels["level"] if int(v) > 0)
+        reached = sorted(v for v in risk_levels(store, r["run_id"]) if v > 0)
         rows.append(
             {
                 "scenario": r["scenario"],
@@ -161,11 +158,7 @@ def paper_deviation(store: Store, settings: Settings, as_of: date) -> dict[str, 
     ``deviation`` inputs (Sharpe, total return and max drawdown of each) plus the run id,
     or None with fewer than two paper sessions.
     """
-    navs = store.select(
-        select(NAV_SNAPSHOTS.c.as_of, NAV_SNAPSHOTS.c.nav)
-        .where(NAV_SNAPSHOTS.c.as_of <= as_of)
-        .order_by(NAV_SNAPSHOTS.c.as_of)
-    )
+    navs = nav_history(store, as_of)
     if len(navs) < 2:
         return None
     first = pd.Timestamp(navs["as_of"].iloc[0]).date()

@@ -516,3 +516,30 @@ def align_to_broker(
         realized_pnl=_usd(_cents(book.realized_pnl) + adjustment),
     )
     return Alignment(aligned, found, cash_diff, tuple(sorted(skip)))
+
+
+def book_to_dict(book: Portfolio) -> dict[str, Any]:
+    """The book as JSON-able data (what the store keeps between runs)."""
+    return {
+        "cash": book.cash,
+        "realized_pnl": book.realized_pnl,
+        "fees": book.fees,
+        "peak_nav": book.peak_nav,
+        "positions": {
+            s: {"qty": p.qty, "cost_basis": p.cost_basis} for s, p in book.positions.items()
+        },
+    }
+
+
+def book_from_dict(data: Mapping[str, Any]) -> Portfolio:
+    """Inverse of :func:`book_to_dict`."""
+    return Portfolio(
+        cash=float(data["cash"]),
+        positions={
+            s: PositionState(s, float(p["qty"]), float(p["cost_basis"]))
+            for s, p in data["positions"].items()
+        },
+        realized_pnl=float(data["realized_pnl"]),
+        fees=float(data["fees"]),
+        peak_nav=float(data["peak_nav"]),
+    )

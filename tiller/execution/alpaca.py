@@ -48,12 +48,10 @@ SDK behaviour this module relies on or works around (alpaca-py 0.44.0):
   swapped for one that applies ``timeout``.
 * ``RESTClient`` retries only 429/504, ``DEFAULT_RETRY_ATTEMPTS = 3`` times
   with 3 s sleeps, and a ``retry_attempts=0`` constructor argument silently
-  means "default".  Its retry is switched off (``_retry = 0``) and this module
-  retries transient failures (429, 5xx, timeout, connection) itself,
-  ``retries`` times with ``retry_wait`` seconds between attempts.  Retrying an
-  order submission is safe because Alpaca deduplicates ``client_order_id``:
-  when a retry after a transient failure is refused as a duplicate, the order
-  the first attempt created is read back and returned.
+  means "default".  Its retry is switched off (``_retry = 0``): this adapter
+  makes one attempt per call and maps the error; the one retry layer is
+  :class:`~tiller.execution.retry.RetryingBroker` (bounded, with backoff), which
+  also reads back an order whose retried submission Alpaca refuses as a duplicate.
 * ``get_order_by_id`` raises ``ValueError`` for an id that is not a UUID
   before any request; that is reported as ``NOT_FOUND``.
 * Every HTTP error surfaces as ``APIError`` whose text is the raw body
@@ -65,8 +63,8 @@ from __future__ import annotations
 
 import json
 import re
-import time
 from collections.abc import Callable
+from datetime import date
 from typing import Any, TypeVar
 from uuid import UUID
 
@@ -253,11 +251,9 @@ class AlpacaPaperBroker:
         is refused with ``BrokerError(CONFIG)`` before any network call.
     timeout:
         Connect and read timeout per HTTP request, in seconds.
-    retries:
-        How many times a transient failure (429, 5xx, timeout, connection) is
-        retried before the error is raised.
-    retry_wait:
-        Seconds to sleep between those retries.
+
+    One attempt per call: wrap it in :class:`~tiller.execution.retry.RetryingBroker` for
+    bounded retries of transient failures.
     """
 
     name = "alpaca"
@@ -268,8 +264,6 @@ class AlpacaPaperBroker:
         secret_key: str,
         base_url: str = PAPER_URL,
         timeout: float = 10.0,
-        retries: int = 3,
-        retry_wait: float = 3.0,
     ):
         missing = [
             env
@@ -285,8 +279,6 @@ class AlpacaPaperBroker:
             )
         self.base_url = check_paper_url(base_url)
         self.timeout = float(timeout)
-        self.retries = max(0, int(retries))
-        self.retry_wait = max(0.0, float(retry_wait))
         self._secrets = (api_key.strip(), secret_key.strip())
 
         from alpaca.trading.client import TradingClient
@@ -295,7 +287,7 @@ class AlpacaPaperBroker:
             self._secrets[0], self._secrets[1], paper=True, url_override=self.base_url
         )
         self._client._session = _TimeoutSession(self.timeout)
-        self._client._retry = 0  # this class retries; the SDK would sleep 3 s per 429/504
+        self._client._retry = 0  # RetryingBroker retries; the SDK would sleep 3 s per 429/504
 
     @classmethod
     def check_settings(cls, settings: Any) -> tuple[str, str, str]:
@@ -331,32 +323,24 @@ class AlpacaPaperBroker:
         cls,
         settings: Any,
         *,
-        timeout: float = 10.0,
-        retries: int | None = None,
-        retry_wait: float | None = None,
+        timeout: float | None = None,
     ) -> AlpacaPaperBroker:
         """Build from :class:`~tiller.settings.Settings`.
 
         Keys come from ``ALPACA_API_KEY``/``ALPACA_SECRET_KEY`` (or
         ``APCA_API_KEY_ID``/``APCA_API_SECRET_KEY``), the URL from
-        ``TILLER_ALPACA_URL`` or ``execution.alpaca_url``; ``retries`` and
-        ``retry_wait`` default to ``execution.max_retries`` and
-        ``execution.retry_backoff_seconds``.
+        ``TILLER_ALPACA_URL`` or ``execution.alpaca_url``, the timeout from
+        ``execution.broker_timeout_seconds`` unless given.
         """
         key, secret, url = cls.check_settings(settings)
         execution = getattr(settings, "execution", None)
-        return cls(
-            key,
-            secret,
-            base_url=url,
-            timeout=timeout,
-            retries=retries if retries is not None else getattr(execution, "max_retries", 3),
-            retry_wait=(
-                retry_wait
-                if retry_wait is not None
-                else getattr(execution, "retry_backoff_seconds", 3.0)
-            ),
+        seconds = (
+            timeout if timeout is not None else getattr(execution, "broker_timeout_seconds", 10.0)
         )
+        return cls(key, secret, base_url=url, timeout=seconds)
+
+    def advance(self, as_of: date) -> None:
+        """Nothing to do: Alpaca fills orders on its own clock."""
 
     def __repr__(self) -> str:
         return f"AlpacaPaperBroker(base_url={self.base_url!r})"
@@ -434,22 +418,11 @@ class AlpacaPaperBroker:
                 f"order {order.client_order_id}: invalid order for Alpaca: {exc}",
             ) from None
 
-        transient_seen = False
-        for attempt in range(self.retries + 1):
-            try:
-                return self._order(self._client.submit_order(request))
-            except Exception as exc:
-                error = self._error(f"submit order {order.client_order_id}", exc)
-            if error.kind is BrokerErrorKind.DUPLICATE and transient_seen:
-                # An earlier attempt reached Alpaca even though its answer was lost.
-                existing = self.get_order_by_client_id(order.client_order_id)
-                if existing is not None and _same_order(existing, order):
-                    return existing
-            if not error.kind.transient or attempt >= self.retries:
-                raise error
-            transient_seen = True
-            time.sleep(self.retry_wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        return self._order(
+            self._call(
+                f"submit order {order.client_order_id}", lambda: self._client.submit_order(request)
+            )
+        )
 
     def get_order(self, broker_id: str) -> BrokerOrder:
         """The order Alpaca knows as ``broker_id`` (``NOT_FOUND`` if none)."""
@@ -510,16 +483,11 @@ class AlpacaPaperBroker:
             ) from None
 
     def _call(self, what: str, fn: Callable[[], _T]) -> _T:
-        """Run ``fn``, retrying transient failures, and map errors to :class:`BrokerError`."""
-        for attempt in range(self.retries + 1):
-            try:
-                return fn()
-            except Exception as exc:
-                error = self._error(what, exc)
-            if not error.kind.transient or attempt >= self.retries:
-                raise error
-            time.sleep(self.retry_wait)
-        raise AssertionError("unreachable")  # pragma: no cover
+        """Run ``fn`` once and map any failure to a :class:`BrokerError`."""
+        try:
+            return fn()
+        except Exception as exc:
+            raise self._error(what, exc) from None
 
     def _order(self, raw: Any) -> BrokerOrder:
         """Convert an SDK ``Order`` into a :class:`BrokerOrder` with Tiller's symbol."""
@@ -617,14 +585,6 @@ def _secret(value: Any) -> str:
     getter = getattr(value, "get_secret_value", None)
     text = getter() if callable(getter) else str(value)
     return text.strip()
-
-
-def _same_order(existing: BrokerOrder, order: OrderRequest) -> bool:
-    return (
-        existing.symbol == order.symbol
-        and existing.side == order.side
-        and abs(existing.qty - order.qty) <= 1e-9 * max(1.0, abs(order.qty))
-    )
 
 
 def _api_error_body(exc: Any) -> tuple[int | None, str]:

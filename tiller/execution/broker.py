@@ -128,11 +128,27 @@ class BrokerError(Exception):
         self.detail = message
 
 
+def same_order(existing: BrokerOrder, order: OrderRequest) -> bool:
+    """Whether the broker's ``existing`` order is ``order`` (same symbol, side and quantity):
+    an earlier attempt of a retried submission that got through."""
+    return (
+        existing.symbol == order.symbol
+        and existing.side == order.side
+        and abs(existing.qty - order.qty) <= 1e-9 * max(1.0, abs(order.qty))
+    )
+
+
 @runtime_checkable
 class Broker(Protocol):
     """An execution venue."""
 
     name: str
+
+    def advance(self, as_of: date) -> None:
+        """Let the venue play the sessions up to ``as_of`` that have arrived: the simulated
+        broker fills its open orders from the stored bars; a real broker does nothing (it
+        fills on its own clock)."""
+        ...
 
     def account(self) -> BrokerAccount: ...
 

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from typing import Any
+from datetime import date
 
 from tiller.execution.broker import (
     Broker,
@@ -14,6 +14,7 @@ from tiller.execution.broker import (
     BrokerOrder,
     BrokerPosition,
     OrderRequest,
+    same_order,
 )
 
 
@@ -41,12 +42,13 @@ def with_retries[R](
 
 
 class RetryingBroker:
-    """Any :class:`~tiller.execution.broker.Broker` with bounded retries on every call.
+    """Any :class:`~tiller.execution.broker.Broker` with bounded retries on every call:
+    the one retry layer (the venues make one attempt per call).
 
     ``submit`` is safe to retry: if an earlier attempt reached the broker before
     timing out, the retry meets ``DUPLICATE`` and the existing order (found by its
-    client order id) is returned instead.  ``last_attempts`` is the number of tries
-    the last call took.
+    client order id, and the same symbol, side and quantity) is returned instead.
+    ``last_attempts`` is the number of tries the last call took.
     """
 
     def __init__(
@@ -71,8 +73,8 @@ class RetryingBroker:
             raise
         return result
 
-    def __getattr__(self, name: str) -> Any:
-        return getattr(self.inner, name)  # e.g. the simulated broker's process()
+    def advance(self, as_of: date) -> None:
+        self._call(lambda: self.inner.advance(as_of))
 
     def account(self) -> BrokerAccount:
         return self._call(self.inner.account)
@@ -102,7 +104,7 @@ class RetryingBroker:
             except BrokerError as exc:
                 if exc.kind is BrokerErrorKind.DUPLICATE and tries["n"] > 1:
                     existing = self.inner.get_order_by_client_id(order.client_order_id)
-                    if existing is not None:
+                    if existing is not None and same_order(existing, order):
                         return existing  # an earlier, timed-out attempt got through
                 raise
 

@@ -21,7 +21,8 @@ commission: :mod:`tiller.execution.costs`.
 Orders stay open until filled or canceled (``time_in_force`` is recorded,
 not enforced).  The broker's state (``sim_orders``, ``sim_positions``,
 ``sim_account``) is in the store, so it survives restarts; every call that
-changes it is one transaction.
+changes it is one transaction.  The SQL that reads and writes it is in
+:mod:`tiller.store.simbroker`.
 """
 
 from __future__ import annotations
@@ -32,10 +33,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 import pandas as pd
-from sqlalchemy import Connection, Table, func, select
-from sqlalchemy.exc import IntegrityError
 
-from models.simbroker import SimAccount, SimOrder, SimPosition
 from tiller.calendars import NEW_YORK, sessions
 from tiller.execution import costs
 from tiller.execution import fills as fill_model
@@ -52,13 +50,9 @@ from tiller.execution.broker import (
 from tiller.execution.fills import EPSILON as _EPSILON
 from tiller.execution.fills import Fill
 from tiller.settings import Settings
-from tiller.store.repo import BARS, QUARANTINE, Store, utcnow
+from tiller.store import Tx, simbroker
+from tiller.store.repo import Store, utcnow
 
-ORDERS: Table = SimOrder.__table__  # type: ignore[attr-defined]
-POSITIONS: Table = SimPosition.__table__  # type: ignore[attr-defined]
-ACCOUNT: Table = SimAccount.__table__  # type: ignore[attr-defined]
-
-ACCOUNT_ID = "paper"
 OPEN_STATUSES = (OrderStatus.ACCEPTED.value, OrderStatus.PARTIALLY_FILLED.value)
 # Calendar days of bars loaded before an order date for the 20-return volatility
 # (21 sessions of XNYS span at most ~31 days, holidays included).
@@ -105,17 +99,17 @@ class SimulatedBroker:
         self._check_request(order)
         try:
             with self.store.transaction() as tx:
-                if self._order_row(tx, client_order_id=order.client_order_id) is not None:
+                if simbroker.order_by_client_id(tx, order.client_order_id) is not None:
                     raise self._error(
                         BrokerErrorKind.DUPLICATE,
                         f"client order id {order.client_order_id} already exists",
                     )
-                self._ensure_account(tx)
+                simbroker.ensure_account(tx, self.initial_cash)
                 self._advance_clock(tx, order.as_of)
                 self._check_funds(tx, order)
                 row = self._new_order_row(order)
-                tx.execute(ORDERS.insert().values(**row))
-        except IntegrityError:  # a concurrent submit of the same id won the race
+                simbroker.insert_order(tx, row)
+        except simbroker.DuplicateOrder:  # a concurrent submit of the same id won the race
             raise self._error(
                 BrokerErrorKind.DUPLICATE,
                 f"client order id {order.client_order_id} already exists",
@@ -132,10 +126,10 @@ class SimulatedBroker:
                 BrokerErrorKind.REJECTED, f"quantity must be positive (got {order.qty})"
             )
 
-    def _check_funds(self, tx: Connection, order: OrderRequest) -> None:
+    def _check_funds(self, tx: Tx, order: OrderRequest) -> None:
         """Buys: notional at the last close <= buying power; sells: no short selling."""
         if order.side is OrderSide.BUY:
-            price = self._last_close(tx, order.symbol, order.as_of)
+            price = simbroker.last_close(tx, order.symbol, order.as_of)
             if price is None:
                 raise self._error(
                     BrokerErrorKind.REJECTED,
@@ -151,7 +145,7 @@ class SimulatedBroker:
                 )
         else:
             held = self._position_qty(tx, order.symbol)
-            selling = self._open_qty(tx, order.symbol, OrderSide.SELL)
+            selling = simbroker.open_qty(tx, order.symbol, OrderSide.SELL.value, OPEN_STATUSES)
             if order.qty > held - selling + _EPSILON:
                 raise self._error(
                     BrokerErrorKind.REJECTED,
@@ -179,6 +173,11 @@ class SimulatedBroker:
         }
 
     # ----------------------------------------------------------------- process
+    def advance(self, as_of: date) -> None:
+        """The :class:`~tiller.execution.broker.Broker` hook: play the sessions up to
+        ``as_of`` (:meth:`process`)."""
+        self.process(as_of)
+
     def process(self, as_of: date) -> list[BrokerOrder]:
         """Fill the open orders whose fill sessions up to ``as_of`` have stored bars.
 
@@ -193,14 +192,9 @@ class SimulatedBroker:
         """
         changed: list[BrokerOrder] = []
         with self.store.transaction() as tx:
-            self._ensure_account(tx)
+            simbroker.ensure_account(tx, self.initial_cash)
             self._advance_clock(tx, as_of)
-            query = (
-                select(ORDERS)
-                .where(ORDERS.c.status.in_(OPEN_STATUSES), ORDERS.c.as_of <= as_of)
-                .order_by(ORDERS.c.submitted_at, ORDERS.c.broker_id)
-            )
-            rows = [dict(r) for r in tx.execute(query).mappings()]
+            rows = simbroker.open_orders(tx, OPEN_STATUSES, as_of=as_of)
             bars = self._bars(tx, rows, as_of)
             refused = self._refused(tx, rows)
             for row in rows:
@@ -213,7 +207,7 @@ class SimulatedBroker:
                     changed.append(_to_order(row))
         return changed
 
-    def _bars(self, tx: Connection, rows: list[dict[str, Any]], as_of: date) -> dict[str, Any]:
+    def _bars(self, tx: Tx, rows: list[dict[str, Any]], as_of: date) -> dict[str, Any]:
         """Bars per symbol from before the oldest order date (volatility) up to ``as_of``."""
         if not rows:
             return {}
@@ -225,19 +219,12 @@ class SimulatedBroker:
             for symbol, group in frame.groupby("symbol")
         }
 
-    def _refused(self, tx: Connection, rows: list[dict[str, Any]]) -> dict[str, set[date]]:
+    def _refused(self, tx: Tx, rows: list[dict[str, Any]]) -> dict[str, set[date]]:
         """Sessions whose bar validation refused (quarantined), per symbol: nothing fills
         on them (no real price is known), the order goes on to the next session."""
         if not rows:
             return {}
-        symbols = sorted({r["symbol"] for r in rows})
-        found = tx.execute(
-            select(QUARANTINE.c.symbol, QUARANTINE.c.date).where(QUARANTINE.c.symbol.in_(symbols))
-        ).all()
-        out: dict[str, set[date]] = {}
-        for symbol, day in found:
-            out.setdefault(str(symbol), set()).add(day)
-        return out
+        return simbroker.quarantined_sessions(tx, sorted({r["symbol"] for r in rows}))
 
     def _fill_sessions(self, row: dict[str, Any], as_of: date) -> list[date]:
         """Sessions on which ``row`` may fill, not after ``as_of`` and not already processed."""
@@ -302,7 +289,7 @@ class SimulatedBroker:
         return costs.daily_volatility(prices)
 
     def _apply(
-        self, tx: Connection, row: dict[str, Any], fills: list[Fill], processed: date | None
+        self, tx: Tx, row: dict[str, Any], fills: list[Fill], processed: date | None
     ) -> dict[str, Any]:
         """Write the fills to the order, the position and the cash; return the updated row."""
         updated = dict(row, processed_through=processed)
@@ -310,8 +297,7 @@ class SimulatedBroker:
             updated = _add_fill(updated, fill, self._fill_time(row["symbol"], fill.session))
             self._move_position(tx, row["symbol"], OrderSide(row["side"]), fill)
             self._move_cash(tx, OrderSide(row["side"]), fill)
-        changes = {k: v for k, v in updated.items() if k != "broker_id"}
-        tx.execute(ORDERS.update().where(ORDERS.c.broker_id == row["broker_id"]).values(changes))
+        simbroker.update_order(tx, updated)
         return updated
 
     def _fill_time(self, symbol: str, session: date) -> datetime:
@@ -324,8 +310,8 @@ class SimulatedBroker:
         moment = time(9, 30) if self.settings.execution.fill_price == "next_open" else time(16, 0)
         return datetime.combine(session, moment, tzinfo=NEW_YORK).astimezone(UTC)
 
-    def _move_position(self, tx: Connection, symbol: str, side: OrderSide, fill: Fill) -> None:
-        held = tx.execute(select(POSITIONS).where(POSITIONS.c.symbol == symbol)).mappings().first()
+    def _move_position(self, tx: Tx, symbol: str, side: OrderSide, fill: Fill) -> None:
+        held = simbroker.position(tx, symbol)
         qty = float(held["qty"]) if held else 0.0
         avg = float(held["avg_entry_price"]) if held else 0.0
         if side is OrderSide.BUY:
@@ -334,45 +320,31 @@ class SimulatedBroker:
         else:
             new_qty = qty - fill.qty
         if abs(new_qty) <= _EPSILON:
-            tx.execute(POSITIONS.delete().where(POSITIONS.c.symbol == symbol))
+            simbroker.delete_position(tx, symbol)
             return
-        values = {"symbol": symbol, "qty": new_qty, "avg_entry_price": avg, "updated_at": utcnow()}
-        self.store.upsert(tx, POSITIONS, [values], ("symbol",))
+        simbroker.save_position(tx, self.store, symbol, new_qty, avg)
 
-    def _move_cash(self, tx: Connection, side: OrderSide, fill: Fill) -> None:
+    def _move_cash(self, tx: Tx, side: OrderSide, fill: Fill) -> None:
         notional = fill.qty * fill.price
         delta = -notional - fill.commission if side is OrderSide.BUY else notional - fill.commission
-        cash = self._cash(tx) + delta
-        tx.execute(
-            ACCOUNT.update()
-            .where(ACCOUNT.c.id == ACCOUNT_ID)
-            .values(cash=cash, updated_at=utcnow())
-        )
+        simbroker.set_cash(tx, simbroker.cash(tx) + delta)
 
     # ------------------------------------------------------------------ orders
     def get_order(self, broker_id: str) -> BrokerOrder:
         """The order with this broker id; ``BrokerError(NOT_FOUND)`` if there is none."""
-        with self.store.engine.connect() as connection:
-            row = self._order_row(connection, broker_id=broker_id)
+        row = simbroker.order(self.store, broker_id)
         if row is None:
             raise self._error(BrokerErrorKind.NOT_FOUND, f"no order {broker_id}")
         return _to_order(row)
 
     def get_order_by_client_id(self, client_order_id: str) -> BrokerOrder | None:
         """The order with this client order id, or None if it was never accepted."""
-        with self.store.engine.connect() as connection:
-            row = self._order_row(connection, client_order_id=client_order_id)
+        row = simbroker.order_by_client_id(self.store, client_order_id)
         return None if row is None else _to_order(row)
 
     def open_orders(self) -> list[BrokerOrder]:
         """Accepted and partially filled orders, oldest first."""
-        query = (
-            select(ORDERS)
-            .where(ORDERS.c.status.in_(OPEN_STATUSES))
-            .order_by(ORDERS.c.submitted_at, ORDERS.c.broker_id)
-        )
-        with self.store.engine.connect() as connection:
-            return [_to_order(dict(r)) for r in connection.execute(query).mappings()]
+        return [_to_order(row) for row in simbroker.open_orders(self.store, OPEN_STATUSES)]
 
     def cancel_order(self, broker_id: str) -> None:
         """Cancel an open order (a partial fill keeps its filled part).
@@ -386,7 +358,7 @@ class SimulatedBroker:
             filled (or otherwise terminal).
         """
         with self.store.transaction() as tx:
-            row = self._order_row(tx, broker_id=broker_id)
+            row = simbroker.order(tx, broker_id)
             if row is None:
                 raise self._error(BrokerErrorKind.NOT_FOUND, f"no order {broker_id}")
             status = OrderStatus(row["status"])
@@ -396,48 +368,19 @@ class SimulatedBroker:
                 raise self._error(
                     BrokerErrorKind.REJECTED, f"order {broker_id} is {status.value}: not cancelable"
                 )
-            tx.execute(
-                ORDERS.update()
-                .where(ORDERS.c.broker_id == broker_id)
-                .values(status=OrderStatus.CANCELED.value)
-            )
-
-    def _order_row(
-        self,
-        connection: Connection,
-        broker_id: str | None = None,
-        client_order_id: str | None = None,
-    ) -> dict[str, Any] | None:
-        query = select(ORDERS)
-        if broker_id is not None:
-            query = query.where(ORDERS.c.broker_id == broker_id)
-        if client_order_id is not None:
-            query = query.where(ORDERS.c.client_order_id == client_order_id)
-        row = connection.execute(query).mappings().first()
-        return None if row is None else dict(row)
-
-    def _open_qty(self, connection: Connection, symbol: str, side: OrderSide) -> float:
-        """Units of ``symbol`` still to fill on open orders of ``side``."""
-        query = select(ORDERS.c.qty, ORDERS.c.filled_qty).where(
-            ORDERS.c.symbol == symbol,
-            ORDERS.c.side == side.value,
-            ORDERS.c.status.in_(OPEN_STATUSES),
-        )
-        return sum(float(q) - float(f) for q, f in connection.execute(query))
+            simbroker.set_order_status(tx, broker_id, OrderStatus.CANCELED.value)
 
     # --------------------------------------------------------- account, marks
     def positions(self) -> list[BrokerPosition]:
         """Current holdings, by symbol."""
-        with self.store.engine.connect() as connection:
-            rows = connection.execute(select(POSITIONS).order_by(POSITIONS.c.symbol)).mappings()
-            return [
-                BrokerPosition(
-                    symbol=r["symbol"],
-                    qty=float(r["qty"]),
-                    avg_entry_price=float(r["avg_entry_price"]),
-                )
-                for r in rows
-            ]
+        return [
+            BrokerPosition(
+                symbol=r["symbol"],
+                qty=float(r["qty"]),
+                avg_entry_price=float(r["avg_entry_price"]),
+            )
+            for r in simbroker.positions(self.store)
+        ]
 
     def account(self) -> BrokerAccount:
         """Cash, buying power and equity (positions at the last close up to the broker's clock).
@@ -446,71 +389,34 @@ class SimulatedBroker:
         last close (so accepted buys cannot together spend more than the cash).
         """
         with self.store.transaction() as tx:
-            self._ensure_account(tx)
-            cash = self._cash(tx)
-            clock = self._clock(tx)
+            simbroker.ensure_account(tx, self.initial_cash)
+            cash = simbroker.cash(tx)
+            clock = simbroker.clock(tx)
             power = self._buying_power(tx)
             marks = 0.0
-            for position in tx.execute(select(POSITIONS)).mappings():
-                price = self._last_close(tx, position["symbol"], clock)
+            for position in simbroker.positions(tx, by_symbol=False):
+                price = simbroker.last_close(tx, position["symbol"], clock)
                 marks += float(position["qty"]) * (
                     price if price is not None else float(position["avg_entry_price"])
                 )
         return BrokerAccount(cash=cash, buying_power=power, equity=cash + marks)
 
-    def _ensure_account(self, tx: Connection) -> None:
-        """Create the account row with the initial cash on first use."""
-        exists = tx.execute(select(ACCOUNT.c.id).where(ACCOUNT.c.id == ACCOUNT_ID)).first()
-        if exists is None:
-            tx.execute(
-                ACCOUNT.insert().values(
-                    id=ACCOUNT_ID, cash=self.initial_cash, as_of=None, updated_at=utcnow()
-                )
-            )
-
-    def _cash(self, connection: Connection) -> float:
-        query = select(ACCOUNT.c.cash).where(ACCOUNT.c.id == ACCOUNT_ID)
-        return float(connection.execute(query).scalar_one())
-
-    def _clock(self, connection: Connection) -> date | None:
-        query = select(ACCOUNT.c.as_of).where(ACCOUNT.c.id == ACCOUNT_ID)
-        return connection.execute(query).scalar_one_or_none()
-
-    def _advance_clock(self, tx: Connection, as_of: date) -> None:
-        clock = self._clock(tx)
+    def _advance_clock(self, tx: Tx, as_of: date) -> None:
+        """Move the broker's clock forward to ``as_of`` (never back)."""
+        clock = simbroker.clock(tx)
         if clock is None or as_of > clock:
-            tx.execute(ACCOUNT.update().where(ACCOUNT.c.id == ACCOUNT_ID).values(as_of=as_of))
+            simbroker.set_clock(tx, as_of)
 
-    def _buying_power(self, connection: Connection) -> float:
+    def _buying_power(self, connection: Tx) -> float:
         """Cash less the remaining notional (at the last close) of open buy orders."""
-        # one query: each open buy's remaining qty x the last close on or before its day
-        last_close = (
-            select(BARS.c.close)
-            .where(BARS.c.symbol == ORDERS.c.symbol, BARS.c.date <= ORDERS.c.as_of)
-            .order_by(BARS.c.date.desc())
-            .limit(1)
-            .scalar_subquery()
-        )
-        remaining = (ORDERS.c.qty - ORDERS.c.filled_qty) * func.coalesce(last_close, 0.0)
-        query = select(func.coalesce(func.sum(remaining), 0.0)).where(
-            ORDERS.c.side == OrderSide.BUY.value, ORDERS.c.status.in_(OPEN_STATUSES)
-        )
-        committed = float(connection.execute(query).scalar() or 0.0)
-        return self._cash(connection) - committed
-
-    def _position_qty(self, connection: Connection, symbol: str) -> float:
-        query = select(POSITIONS.c.qty).where(POSITIONS.c.symbol == symbol)
-        qty = connection.execute(query).scalar_one_or_none()
-        return 0.0 if qty is None else float(qty)
+        committed = simbroker.committed_notional(connection, OrderSide.BUY.value, OPEN_STATUSES)
+        return simbroker.cash(connection) - committed
 
     @staticmethod
-    def _last_close(connection: Connection, symbol: str, on_or_before: date | None) -> float | None:
-        """The close of the newest stored bar of ``symbol`` not after ``on_or_before``."""
-        query = select(BARS.c.close).where(BARS.c.symbol == symbol)
-        if on_or_before is not None:
-            query = query.where(BARS.c.date <= on_or_before)
-        value = connection.execute(query.order_by(BARS.c.date.desc()).limit(1)).scalar()
-        return None if value is None else float(value)
+    def _position_qty(connection: Tx, symbol: str) -> float:
+        """Shares of ``symbol`` held (0 when none)."""
+        held = simbroker.position(connection, symbol)
+        return 0.0 if held is None else float(held["qty"])
 
     def _error(self, kind: BrokerErrorKind, message: str) -> BrokerError:
         return BrokerError(self.name, kind, message)

@@ -154,6 +154,15 @@ def latest_stress(store: Store) -> pd.DataFrame:
     return frame[frame["batch_id"] == batch].sort_values("id").reset_index(drop=True)
 
 
+def risk_levels(store: Store, run_id: str) -> list[int]:
+    """The distinct risk levels (0 = normal .. 4 = halt) the sessions of run ``run_id`` were
+    at, in no particular order."""
+    levels = store.select(
+        select(BACKTEST_DAYS.c.level).where(BACKTEST_DAYS.c.run_id == run_id).distinct()
+    )
+    return [int(v) for v in levels["level"]]
+
+
 def _as_date(value: Any) -> date:
     if isinstance(value, datetime):
         return value.date()

@@ -18,9 +18,9 @@ from datetime import date
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import Connection, select
-
-from tiller.store.repo import AUDIT_EVENTS, Store, utcnow
+from tiller.store import Tx
+from tiller.store import audit as audit_store
+from tiller.store.repo import Store, utcnow
 
 
 @dataclass
@@ -51,10 +51,15 @@ class AuditLog:
             }
         )
 
-    def write(self, store: Store, tx: Connection) -> None:
+    def write(self, store: Store, tx: Tx) -> None:
         """Insert the queued events in ``tx`` and empty the queue."""
-        store.insert(tx, AUDIT_EVENTS, self.events)
+        audit_store.insert(tx, store, self.events)
         self.events = []
+
+    def take(self) -> list[dict[str, Any]]:
+        """The queued events (for a caller that writes them itself); empties the queue."""
+        events, self.events = self.events, []
+        return events
 
     def export(self, store: Store) -> Path:
         """Rewrite the day's JSONL file from the table (see :func:`export_day`)."""
@@ -64,19 +69,7 @@ class AuditLog:
 def export_day(store: Store, as_of: date, folder: Path) -> Path:
     """Write ``folder/<as_of>.jsonl``: every audit event of ``as_of`` in the table, in the
     order recorded, one JSON object per line (replaced atomically: never half-written)."""
-    events = store.select(
-        select(
-            AUDIT_EVENTS.c.as_of,
-            AUDIT_EVENTS.c.kind,
-            AUDIT_EVENTS.c.correlation_id,
-            AUDIT_EVENTS.c.symbol,
-            AUDIT_EVENTS.c.payload,
-            AUDIT_EVENTS.c.created_at,
-            AUDIT_EVENTS.c.run_id,
-        )
-        .where(AUDIT_EVENTS.c.as_of == as_of)
-        .order_by(AUDIT_EVENTS.c.id)
-    )
+    events = audit_store.day(store, as_of)
     folder.mkdir(parents=True, exist_ok=True)
     path = folder / f"{as_of.isoformat()}.jsonl"
     partial = path.with_suffix(".jsonl.partial")
