@@ -3,6 +3,7 @@ snapshots and their invariants, reconciliation with the broker."""
 
 from __future__ import annotations
 
+import math
 from dataclasses import replace
 from datetime import UTC, date, datetime
 from decimal import ROUND_HALF_UP, Decimal
@@ -11,6 +12,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from tiller.execution import accounting
 from tiller.execution.accounting import (
     Discrepancy,
     Fill,
@@ -267,3 +269,26 @@ def test_any_oversell_raises(qty: int, extra: float) -> None:
     book = apply_fill(Portfolio.initial(10_000_000), _fill("SPY", "buy", qty, 10.0))
     with pytest.raises(ValueError, match="no short positions"):
         apply_fill(book, _fill("SPY", "sell", qty + extra, 10.0))
+
+
+@given(
+    st.one_of(
+        st.floats(min_value=-1e9, max_value=1e9, allow_nan=False, allow_infinity=False),
+        # half cents and their neighbours, where the fast path must defer to Decimal
+        st.integers(min_value=-(10**11), max_value=10**11).map(lambda c: (c + 0.5) / 100),
+        st.integers(min_value=-(10**9), max_value=10**9).map(
+            lambda c: math.nextafter((c + 0.5) / 100, math.inf)
+        ),
+    )
+)
+def test_cents_fast_path_equals_the_decimal_rounding(amount: float) -> None:
+    # 0.005 -> 1 cent and -0.005 -> -1 (half away from zero, on the shortest decimal form);
+    # the fast path (amount * 100 rounded) may only answer where it cannot differ.
+    assert accounting._cents(amount) == accounting._exact_cents(amount)
+
+
+def test_cents_hand_examples() -> None:
+    assert accounting._cents(0.005) == 1  # "0.005" x 100 = 0.5 -> up
+    assert accounting._cents(-0.005) == -1
+    assert accounting._cents(14_998.381905) == 1_499_838  # 1,499,838.1905 -> down
+    assert accounting._cents(1.234999999) == 123  # 123.4999999 -> down, via Decimal

@@ -145,10 +145,12 @@ def test_solver_failure_falls_back_to_inverse_volatility(
 ) -> None:
     import riskfolio
 
+    riskfolio_config = LOOSE.model_copy(update={"solver": "riskfolio"})
+
     returns = orthogonal_returns([0.01, 0.04], seed=4)
     caps = {"A0": 1, "A1": 1}
     monkeypatch.setattr(riskfolio.Portfolio, "rp_optimization", lambda self, **kw: None)
-    result = optimize_weights(returns, {}, NAV, caps, LOOSE)
+    result = optimize_weights(returns, {}, NAV, caps, riskfolio_config)
     assert result.method == "inverse_volatility"
     assert "no solution" in result.reason
     # w ∝ (1/1%, 1/4%) = (4, 1)/5.
@@ -158,14 +160,14 @@ def test_solver_failure_falls_back_to_inverse_volatility(
         return pd.DataFrame({"weights": [np.nan, np.nan]}, index=["A0", "A1"])
 
     monkeypatch.setattr(riskfolio.Portfolio, "rp_optimization", nan_weights)
-    result = optimize_weights(returns, {}, NAV, caps, LOOSE)
+    result = optimize_weights(returns, {}, NAV, caps, riskfolio_config)
     assert result.method == "inverse_volatility" and "non-finite" in result.reason
 
     def boom(self: object, **kw: object) -> None:
         raise ValueError("solver exploded")
 
     monkeypatch.setattr(riskfolio.Portfolio, "rp_optimization", boom)
-    result = optimize_weights(returns, {}, NAV, caps, LOOSE)
+    result = optimize_weights(returns, {}, NAV, caps, riskfolio_config)
     assert result.method == "inverse_volatility" and "solver exploded" in result.reason
 
 

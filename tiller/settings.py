@@ -222,8 +222,16 @@ class RegimeConfig(_Frozen):
 
 
 class SignalConfig(_Frozen):
-    """Signal rules (SPEC stage 5)."""
+    """Signal rules (SPEC stage 5).
 
+    ``rule``: ``rules`` (the momentum / moving-average rules, the regime filter and the
+    12-1 cross-section of :mod:`tiller.strategy.signals`) or ``trend`` (a symbol is a
+    BUY, long-eligible at confidence 1, while its price is strictly above its
+    ``trend_window``-session average, and a SELL otherwise; no regime filter).
+    """
+
+    rule: Literal["rules", "trend"] = "rules"
+    trend_window: int = Field(200, ge=2)
     momentum_factor: str = "momentum_60"
     strong_buy_momentum: float = 0.10
     strong_buy_max_vix: float = 30
@@ -256,6 +264,16 @@ class StrategyConfig(_Frozen):
     factors: FactorConfig = Field(default_factory=FactorConfig)
     regime: RegimeConfig = Field(default_factory=RegimeConfig)
     signals: SignalConfig = Field(default_factory=SignalConfig)
+
+    @model_validator(mode="after")
+    def _trend_average_computed(self) -> StrategyConfig:
+        window = self.signals.trend_window
+        if self.signals.rule == "trend" and window not in self.factors.sma_windows:
+            raise ValueError(
+                f"signals.trend_window {window} needs the factor sma_{window}: add {window} "
+                f"to factors.sma_windows (now {self.factors.sma_windows})"
+            )
+        return self
 
 
 class RiskConfig(_Frozen):
@@ -306,8 +324,14 @@ class OptimizeConfig(_Frozen):
 
     lookback: int = Field(252, ge=20)
     method: Literal["risk_parity", "fixed"] = "risk_parity"
-    # riskfolio: riskfolio-lib's conic solve; newton: the same point by Newton's method
-    solver: Literal["riskfolio", "newton"] = "riskfolio"
+    # newton: the risk-parity point by Newton's method; riskfolio: riskfolio-lib's conic
+    # solve of the same point (tests hold them within 5e-5)
+    solver: Literal["riskfolio", "newton"] = "newton"
+    # Risk parity needs a non-singular covariance; below the tolerance inverse volatility
+    # is used: correlation = smallest eigenvalue of the correlation matrix, covariance =
+    # smallest / largest eigenvalue of the covariance matrix.
+    singular_matrix: Literal["correlation", "covariance"] = "correlation"
+    singular_tolerance: float = Field(1e-8, gt=0, lt=1)
     fixed_weights: dict[str, float] = Field(default_factory=dict)
     cash_buffer: float = Field(0.05, ge=0, lt=1)
     max_gross_leverage: float = Field(1.0, gt=0)
@@ -346,7 +370,8 @@ class ExecutionConfig(_Frozen):
     volatility_slippage: float = Field(0.10, ge=0)
     impact_threshold: float = Field(10_000, ge=0)
     impact_bps_per_10k: float = Field(1.0, ge=0)
-    max_volume_fraction: float = Field(0.10, gt=0, le=1)
+    # None: no volume cap (a research setting; zero-volume bars then fill too)
+    max_volume_fraction: float | None = Field(0.10, gt=0, le=1)
     fill_delay_sessions: int = Field(0, ge=0)
     fractional: bool = False
     crypto_lot: float = Field(0.0001, gt=0)
@@ -363,7 +388,16 @@ class ExecutionConfig(_Frozen):
 class BacktestConfig(_Frozen):
     """Backtest replay (``config/backtest.yaml``)."""
 
-    cadence: Literal["daily", "weekly", "monthly", "once"] = "weekly"
+    cadence: Literal["daily", "weekly", "monthly", "month_end", "once"] = "weekly"
+    # False: only bars inside the window are used (factors first exist inside it)
+    warmup: bool = True
+    # close: trade the session's open/close, pay the cash dividends the adjusted close
+    # implies; adj_close: trade the dividend-adjusted series (open/high/low scaled by
+    # adj_close / close), no separate dividends
+    traded_price: Literal["close", "adj_close"] = "close"
+    # A symbol whose data ends inside the window is sold at its last close on the next
+    # session, or held at that price until the next rebalance day and sold then
+    delisting: Literal["next_session", "next_rebalance"] = "next_session"
     # Sessions after an L4 halt at which a simulated operator confirms the reset
     # (``tiller risk reset --confirm``); None keeps the backtest halted to the end.
     l4_confirm_after_sessions: int | None = Field(10, ge=1)
@@ -536,6 +570,9 @@ class Settings(BaseSettings):
     run_lock_wait_seconds: float = Field(60, ge=0, le=3600)
 
     assets: dict[str, AssetSpec]
+    # The universe-table row of a universe symbol that `assets` does not list (e.g. a
+    # research universe of 150 stocks); None: every universe symbol must be in `assets`.
+    asset_defaults: AssetSpec | None = None
     universe_groups: dict[str, list[str]]
     costs: dict[str, CostSpec]
     volatility_index: str = Field("VIX", pattern=r"^[A-Z0-9^][A-Z0-9.\-^=]{0,14}$")
@@ -599,6 +636,22 @@ class Settings(BaseSettings):
     @classmethod
     def _blank_url(cls, value: Any) -> Any:
         return None if isinstance(value, str) and not value.strip() else value
+
+    @model_validator(mode="before")
+    @classmethod
+    def _default_assets(cls, data: Any) -> Any:
+        """Give each universe symbol missing from ``assets`` the ``asset_defaults`` row."""
+        if not isinstance(data, dict) or not data.get("asset_defaults"):
+            return data
+        groups = data.get("universe_groups") or {}
+        raw = str(data.get("universe", "core")).strip()
+        named = groups.get(raw.lower()) if isinstance(groups, dict) else None
+        symbols = named if named is not None else [x.strip() for x in raw.split(",")]
+        assets = dict(data.get("assets") or {})
+        for symbol in symbols:
+            if symbol and symbol not in assets and _SYMBOL.match(symbol):
+                assets[symbol] = {"name": symbol, **dict(data["asset_defaults"])}
+        return {**data, "assets": assets}
 
     @model_validator(mode="after")
     def _check_universe(self) -> Settings:

@@ -16,7 +16,10 @@ from tiller.store.repo import Store
 
 def warmup_start(settings: Settings, start: date) -> date:
     """The first date to fetch so that ``start`` has :func:`warmup_sessions` of history
-    (sessions -> calendar days at 7/5 plus two weeks of holidays)."""
+    (sessions -> calendar days at 7/5 plus two weeks of holidays); ``start`` itself with
+    ``backtest.warmup`` off."""
+    if not settings.backtest.warmup:
+        return start
     return start - timedelta(days=int(warmup_sessions(settings) * 7 / 5) + 14)
 
 

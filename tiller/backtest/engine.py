@@ -24,7 +24,7 @@ universe), in the order a trading day happens:
 2. **mark** -- the book valued at the ``d`` closes
    (:func:`~tiller.execution.accounting.snapshot`);
 3. **risk** -- :func:`tiller.pipeline.decide.assess` every session;
-4. **decide** -- on a rebalance day (:func:`tiller.portfolio.cadence.is_rebalance_day`, or
+4. **decide** -- on a rebalance day (:func:`tiller.portfolio.cadence.rebalance_days`, or
    when the risk level rises): the day's signals and :func:`tiller.pipeline.decide.targets`;
    every session, risk's forced exits, halvings and the L4 liquidation;
 5. **orders** -- :func:`tiller.pipeline.decide.orders` at the ``d`` closes; with
@@ -76,8 +76,8 @@ from tiller.execution.accounting import (
 )
 from tiller.execution.broker import OrderRequest, OrderSide
 from tiller.pipeline import decide
-from tiller.pipeline.market import Market
-from tiller.portfolio.cadence import Cadence, is_rebalance_day
+from tiller.pipeline.market import Market, dividend_adjusted
+from tiller.portfolio.cadence import Cadence, rebalance_days
 from tiller.portfolio.optimize import CASH
 from tiller.risk import PositionInfo, RiskDecision, RiskState, reset_after_confirmation
 from tiller.risk.window import ReturnWindow
@@ -198,7 +198,11 @@ class _Replay:
         self.cadence = cadence
         self.timer = _Timer()
         bars = market.bars[market.bars["date"] <= pd.Timestamp(end)]
+        if not settings.backtest.warmup:
+            bars = bars[bars["date"] >= pd.Timestamp(start)]
         bars = bars[bars["symbol"].isin(settings.symbols)]
+        if settings.backtest.traded_price == "adj_close":
+            bars = dividend_adjusted(bars)
         if bars.empty:
             raise BacktestError(
                 f"no bars for the universe {', '.join(settings.symbols)} up to {end}; "
@@ -230,6 +234,7 @@ class _Replay:
                 f"no trading session between {start} and {end} with data; the bars start on "
                 f"{first_bar.date()}"
             )
+        self.rebalance_days = rebalance_days(self.days, self.cadence)
         self.rows = [market.row(d) for d in self.days]  # grid row of each session
         self.return_rows = [market.returns_rows(d) for d in self.days]
         self.close = market.values("close")
@@ -246,7 +251,9 @@ class _Replay:
 
     def _check_coverage(self, start: date, end: date) -> None:
         """Refuse a window that runs past the data; note the symbols whose data ends inside
-        it (delisted: sold at their last close on the next session, never held stale)."""
+        it (delisted: sold at their last close on the next session, or with
+        ``backtest.delisting: next_rebalance`` on the next rebalance day, held at that
+        close until then)."""
         last_bar = {s: self.bar_dates[s][-1] for s in self.symbols if self.bar_dates[s]}
         index = self.settings.volatility_index
         vix = self.market.vix
@@ -266,8 +273,12 @@ class _Replay:
                 f"{usable or 'a date with data'}, or add the missing data"
             )
         self.delistings: dict[str, tuple[date, date]] = {}
+        at_rebalance = self.settings.backtest.delisting == "next_rebalance"
         for symbol, last in last_bar.items():
             position = bisect.bisect_right(self.days, last)
+            if at_rebalance:
+                later = np.flatnonzero(self.rebalance_days[position:])
+                position = position + int(later[0]) if len(later) else len(self.days)
             if position < len(self.days):
                 self.delistings[symbol] = (last, self.days[position])
 
@@ -341,9 +352,7 @@ class _Replay:
             )
             ongoing = {(e.kind, e.symbol) for e in decision.decisions}
 
-            rebalance = is_rebalance_day(day, previous_day, self.cadence) or (
-                decision.level > previous_level
-            )
+            rebalance = bool(self.rebalance_days[i]) or decision.level > previous_level
             requests: list[OrderRequest] = []
             with self.timer("orders"):
                 if decision.orders_allowed and decision.halted:
@@ -671,6 +680,10 @@ class _Replay:
                 "cadence": self.cadence,
                 "method": settings.optimize.method,
                 "fill_price": settings.execution.fill_price,
+                "traded_price": settings.backtest.traded_price,
+                "warmup": settings.backtest.warmup,
+                "signals": settings.strategy.signals.rule,
+                "solver": settings.optimize.solver,
                 "initial_capital": settings.optimize.initial_capital,
                 "delisted": {s: last.isoformat() for s, (last, _) in self.delistings.items()},
                 "no_data": list(self.no_data),

@@ -28,9 +28,11 @@ def build_provider(source: DataSource, settings: Settings) -> DataProvider:
 
         return SyntheticProvider(settings.synthetic_seed, settings.volatility_index)
     if source.kind == "csv":
-        from tiller.data.providers.csv import CsvProvider
+        from tiller.data.providers.csv import CsvProvider, LongCsvProvider
 
         assert source.path is not None
+        if source.path.is_file():
+            return LongCsvProvider(source.path)
         return CsvProvider(source.path, data.csv_macro_dir)
     if source.kind == "yfinance":
         from tiller.data.providers.yahoo import YahooProvider
@@ -78,10 +80,10 @@ def check_sources(settings: Settings) -> None:
         "fred": [("FRED_API_KEY", settings.fred_api_key)],
     }
     for source in settings.data_sources:
-        if source.kind == "csv" and (source.path is None or not source.path.is_dir()):
+        if source.kind == "csv" and (source.path is None or not source.path.exists()):
             raise ConfigError(
-                f"TILLER_DATA_SOURCES: csv folder {source.path} does not exist or is not a "
-                "folder; give csv:<folder holding SYMBOL.csv files>"
+                f"TILLER_DATA_SOURCES: csv source {source.path} does not exist; give "
+                "csv:<folder holding SYMBOL.csv files> or csv:<long-format file.csv[.gz]>"
             )
         for name, value in keys.get(source.kind, []):
             _secret(value, name, source.kind)

@@ -50,7 +50,23 @@ than this above it is an oversell."""
 
 def _cents(amount: float) -> int:
     """USD -> whole cents, half a cent away from zero, on the shortest decimal form of the
-    float (``0.005`` -> 1 cent, ``14,998.381905`` -> 1,499,838 cents)."""
+    float (``0.005`` -> 1 cent, ``14,998.381905`` -> 1,499,838 cents).
+
+    Fast path: ``amount * 100`` rounded to the nearest integer, which is the same answer
+    unless the value sits within rounding error of a half cent; those go through
+    :class:`~decimal.Decimal` on the float's shortest form.
+    """
+    x = float(amount) * 100.0
+    size = abs(x)
+    fraction = size - math.floor(size)
+    if abs(fraction - 0.5) > 1e-6 + size * 1e-13:
+        whole = math.floor(size + 0.5)
+        return whole if x >= 0 else -whole
+    return _exact_cents(amount)
+
+
+def _exact_cents(amount: float) -> int:
+    """:func:`_cents` by the decimal form (the reference the fast path agrees with)."""
     return int(Decimal(repr(float(amount))).scaleb(2).to_integral_value(ROUND_HALF_UP))
 
 

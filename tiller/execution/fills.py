@@ -4,7 +4,8 @@ the backtest so both fill the same way).
 * The reference price is the session's open (``fill_price: next_open``) or close
   (``fill_price: close``).
 * One session fills at most ``max_volume_fraction * volume`` units, rounded down to the
-  asset's lot (no cap when the bar has no volume); the rest waits for later sessions.
+  asset's lot (no cap when the bar has no volume figure, or with ``max_volume_fraction``
+  None); the rest waits for later sessions.
 * The fill price and commission come from :mod:`tiller.execution.costs`.
 
 Worked example (defaults, ETF): buy 100 shares, open $400.00, 20-day daily vol 1%:
@@ -47,10 +48,12 @@ def lot(symbol: str, settings: Settings) -> float:
 
 
 def volume_cap(symbol: str, volume: float, settings: Settings) -> float:
-    """Most units one session can fill: ``max_volume_fraction * volume``, lot-rounded down."""
-    if not math.isfinite(volume):
+    """Most units one session can fill: ``max_volume_fraction * volume``, lot-rounded down
+    (no cap when the bar has no volume figure or ``max_volume_fraction`` is None)."""
+    fraction = settings.execution.max_volume_fraction
+    if fraction is None or not math.isfinite(volume):
         return math.inf
-    cap = settings.execution.max_volume_fraction * volume
+    cap = fraction * volume
     unit = lot(symbol, settings)
     return math.floor(cap / unit + EPSILON) * unit if unit > 0 else cap
 

@@ -28,6 +28,24 @@ import pandas as pd
 from tiller.portfolio.returns import session_returns
 
 
+def dividend_adjusted(bars: pd.DataFrame) -> pd.DataFrame:
+    """Long bars restated in dividend-adjusted terms (``backtest.traded_price: adj_close``).
+
+    Per row, with ``k = adj_close / close`` (1 where ``adj_close`` is missing):
+    ``open``, ``high``, ``low`` and ``close`` are multiplied by ``k`` (so ``close`` becomes
+    ``adj_close``) and ``volume`` divided by it (the traded dollar value is unchanged).
+    Then ``close == adj_close`` everywhere, so no separate cash dividend is implied: the
+    adjusted series already holds them.
+    """
+    factor = (bars["adj_close"] / bars["close"]).where(bars["adj_close"].notna(), 1.0)
+    out = bars.copy()
+    for column in ("open", "high", "low", "close"):
+        out[column] = bars[column] * factor
+    out["adj_close"] = out["close"]
+    out["volume"] = bars["volume"] / factor
+    return out
+
+
 @dataclass(frozen=True, eq=False)
 class Market:
     """Bars of a universe and the volatility index, aligned on one date grid.

@@ -6,6 +6,9 @@
     the first session of each ISO week (Monday, or Tuesday after a holiday);
 ``monthly``
     the first session of each calendar month;
+``month_end``
+    the last session of each calendar month: a session whose next session falls in
+    another month (the last session of a window is never one: its next is unknown);
 ``once``
     the first session only (buy and hold).
 
@@ -15,15 +18,26 @@ rebalances too, so exposure cuts happen the day they are decided (see the caller
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import date
 from typing import Literal
 
-Cadence = Literal["daily", "weekly", "monthly", "once"]
+import numpy as np
+
+Cadence = Literal["daily", "weekly", "monthly", "month_end", "once"]
 
 
-def is_rebalance_day(session: date, previous: date | None, cadence: Cadence) -> bool:
-    """Whether ``session`` starts a new rebalance period, ``previous`` being the session
-    before it (None for the first session, which always rebalances)."""
+def is_rebalance_day(
+    session: date, previous: date | None, cadence: Cadence, following: date | None = None
+) -> bool:
+    """Whether ``session`` rebalances, ``previous`` being the session before it (None for
+    the first session, which always starts a period) and ``following`` the session after it
+    (None when unknown; only ``month_end`` reads it)."""
+    if cadence == "month_end":
+        return following is not None and (following.year, following.month) != (
+            session.year,
+            session.month,
+        )
     if previous is None:
         return True
     if cadence == "daily":
@@ -33,3 +47,13 @@ def is_rebalance_day(session: date, previous: date | None, cadence: Cadence) -> 
     if cadence == "monthly":
         return (session.year, session.month) != (previous.year, previous.month)
     return False
+
+
+def rebalance_days(sessions: Sequence[date], cadence: Cadence) -> np.ndarray:
+    """:func:`is_rebalance_day` of every session of a window at once (boolean array)."""
+    out = np.zeros(len(sessions), dtype=bool)
+    for i, session in enumerate(sessions):
+        previous = sessions[i - 1] if i > 0 else None
+        following = sessions[i + 1] if i + 1 < len(sessions) else None
+        out[i] = is_rebalance_day(session, previous, cadence, following)
+    return out

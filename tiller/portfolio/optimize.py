@@ -9,17 +9,21 @@ Pipeline of :func:`optimize_weights`
 allowed assets (the columns of ``returns``), estimated from the last
 ``lookback`` rows with no missing value ("complete rows"):
 
-1. *risk parity* (riskfolio-lib ``rp_optimization(model="Classic", rm="MV")``, equal
-   risk budget ``b_i = 1/N``): the long-only ``w`` with ``sum(w) = 1`` and equal risk
-   contributions ``RC_i = w_i (Σw)_i / (wᵀΣw) = 1/N``, ``Σ`` the sample covariance.
+1. *risk parity*, equal risk budget ``b_i = 1/N``: the long-only ``w`` with
+   ``sum(w) = 1`` and equal risk contributions ``RC_i = w_i (Σw)_i / (wᵀΣw) = 1/N``,
+   ``Σ`` the sample covariance (ddof=1), by ``optimize.solver``: ``newton``
+   (:func:`newton_risk_parity`, the default) or ``riskfolio`` (riskfolio-lib
+   ``rp_optimization(model="Classic", rm="MV")``); the two agree within 5e-5.
    The solution is accepted only when it is finite, non-negative and its risk
    contributions are within ``RISK_PARITY_TOLERANCE`` (relative) of ``1/N``.
 2. *inverse volatility*, ``w_i = (1/σ_i) / Σ_j (1/σ_j)`` with ``σ_i`` the sample
    standard deviation of asset ``i``'s daily returns, when the covariance is singular
-   or near-singular (smallest eigenvalue of the correlation matrix below
-   ``MIN_CORRELATION_EIGENVALUE``, e.g. two identical series, or no more complete rows
-   than assets) or when the solver fails (raises, returns None or NaN, or an
-   inaccurate point; riskfolio-lib issues #29, #68, #88);
+   or near-singular (no more complete rows than assets, or, by
+   ``optimize.singular_matrix``, the smallest eigenvalue of the correlation matrix, or
+   the smallest over the largest eigenvalue of the covariance matrix, below
+   ``optimize.singular_tolerance``: e.g. two identical series) or when the solver fails
+   (raises, returns None or NaN, or an inaccurate point; riskfolio-lib issues #29, #68,
+   #88);
 3. *previous*: the mix of ``previous_target`` (else ``current``) over the allowed
    assets, renormalised to sum to 1, when inverse volatility is undefined too (an asset
    with zero volatility, fewer than two complete rows);
@@ -81,9 +85,10 @@ CASH: Final = "CASH"
 Method = Literal["risk_parity", "inverse_volatility", "previous", "cash", "fixed"]
 
 MIN_CORRELATION_EIGENVALUE: Final = 1e-8
-"""Smallest eigenvalue of the correlation matrix below which the covariance counts as
-(near-)singular and inverse volatility is used instead of the solver.  Two identical
-series give ~1e-16; a correlation of 0.9999 between two assets gives ~1e-4."""
+"""Default ``optimize.singular_tolerance``: the smallest eigenvalue of the correlation
+matrix below which the covariance counts as (near-)singular and inverse volatility is used
+instead of the solver.  Two identical series give ~1e-16; a correlation of 0.9999 between
+two assets gives ~1e-4."""
 
 MIN_VOLATILITY: Final = 1e-12
 """A daily return standard deviation at or below this counts as zero volatility."""
@@ -256,7 +261,7 @@ def optimize_weights(
             window,
             previous_target if previous_target is not None else held,
             "previous target" if previous_target is not None else "current weights",
-            config.solver,
+            config,
         )
     target = constrain_weights(raw.weights, caps, config, exposure, pair_caps)
     trades = apply_trading_limits(target, held, nav, config, caps, pair_caps)
@@ -542,7 +547,7 @@ def _window(returns: ReturnWindow, lookback: int) -> _Window:
 
 
 def _raw_weights(
-    window: _Window, previous: Mapping[str, float], source: str, solver: str = "riskfolio"
+    window: _Window, previous: Mapping[str, float], source: str, config: OptimizeConfig
 ) -> _Raw:
     """Step 1: risk parity, else inverse volatility, else previous weights, else cash."""
     symbols = list(window.columns)
@@ -566,18 +571,25 @@ def _raw_weights(
     if rows <= n:  # T rows give a sample covariance of rank <= T - 1 < N: singular
         why = f"covariance singular: only {rows} complete rows for {n} assets (rank <= {rows - 1})"
         return _inverse_volatility(symbols, vol, why, math.inf)
-    eig = np.linalg.eigvalsh(np.corrcoef(window.values, rowvar=False))
+    by_covariance = config.singular_matrix == "covariance"
+    matrix = window.cov if by_covariance else np.corrcoef(window.values, rowvar=False)
+    eig = np.linalg.eigvalsh(matrix)
     smallest, largest = float(eig[0]), float(eig[-1])
     condition = largest / smallest if smallest > 0 else math.inf
-    if not smallest >= MIN_CORRELATION_EIGENVALUE:
+    measure = smallest / largest if by_covariance else smallest
+    if not measure >= config.singular_tolerance:
+        what = (
+            "smallest / largest eigenvalue of the covariance matrix"
+            if by_covariance
+            else "smallest eigenvalue of the correlation matrix"
+        )
         why = (
-            f"covariance near-singular: smallest eigenvalue of the correlation matrix "
-            f"{smallest:.3g} < {MIN_CORRELATION_EIGENVALUE:g} (condition number "
-            f"{condition:.3g})"
+            f"covariance near-singular: {what} {measure:.3g} < "
+            f"{config.singular_tolerance:g} (condition number {condition:.3g})"
         )
         return _inverse_volatility(symbols, vol, why, condition)
     try:
-        weights = _solve_risk_parity(window, solver)
+        weights = _solve_risk_parity(window, config.solver)
     except _SolveError as exc:
         return _inverse_volatility(symbols, vol, f"risk-parity solve failed: {exc}", condition)
     return _Raw(

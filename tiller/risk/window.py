@@ -80,16 +80,22 @@ def pairwise_correlation(values: np.ndarray, min_periods: int) -> np.ndarray:
         corr[:, scale == 0] = np.nan
         corr[scale == 0, :] = np.nan
         return np.clip(corr, -1.0, 1.0)
-    out = np.full((n, n), np.nan)
-    for a in range(n):
-        for b in range(a, n):
-            both = present[:, a] & present[:, b]
-            if both.sum() < min_periods:
-                continue
-            x, y = values[both, a], values[both, b]
-            x = x - x.mean()
-            y = y - y.mean()
-            denominator = np.sqrt((x * x).sum() * (y * y).sum())
-            if denominator > 0:
-                out[a, b] = out[b, a] = float(np.clip((x * y).sum() / denominator, -1.0, 1.0))
-    return out
+    # Pairwise-complete sums as matrix products (M: 1 where present, X0: NaN -> 0):
+    # n_ab = M'M, s_ab = sum of a over the rows where b is present = X0'M, then the
+    # usual centred moments cov = sxy - sa*sb/n, var_a = saa - sa^2/n.
+    mask = present.astype(float)
+    x0 = np.where(present, values, 0.0)
+    count = mask.T @ mask
+    sums = x0.T @ mask
+    squares = (x0 * x0).T @ mask
+    products = x0.T @ x0
+    with np.errstate(divide="ignore", invalid="ignore"):
+        cov = products - sums * sums.T / count
+        var_a = squares - sums * sums / count
+        var_b = var_a.T
+        corr = cov / np.sqrt(var_a * var_b)
+    # a constant series over the common rows has no correlation (pandas: NaN); its
+    # variance is zero up to rounding relative to its sum of squares
+    flat = (var_a <= 1e-14 * squares) | (var_b <= 1e-14 * squares.T)
+    corr[(count < min_periods) | flat | ~np.isfinite(corr)] = np.nan
+    return np.clip(corr, -1.0, 1.0)

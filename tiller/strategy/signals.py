@@ -54,6 +54,14 @@ Regime filter
 (0.5).  ``EXTREME`` turns ``BUY``/``STRONG_BUY`` into ``HOLD`` (confidence 0.5,
 the reason keeps the rule that fired).  Sells are never filtered.
 
+Trend rule (``rule: trend``)
+----------------------------
+Instead of all of the above: a present symbol whose price ``P`` is strictly above its
+``trend_window``-session average (``sma_{trend_window}``, which needs that many bars) is a
+``BUY``, long-eligible, confidence 1; any other present symbol (below or on its average,
+or without the average yet) is a ``SELL``, confidence 1.  No regime filter, no ranking:
+the trend-filtered risk-parity strategy (``config/profiles/trend-rp.yaml``).
+
 Cross-sectional rule (``long_eligible``; never a short)
 --------------------------------------------------------
 Symbols with a ``momentum_12_1_rank`` are ordered by it (highest first, ties by
@@ -130,6 +138,8 @@ class SignalInputs:
         The columns.
     momentum, close, sma20, sma50, sma200:
         The configured momentum factor, the adjusted close and the SMAs.
+    trend:
+        The ``trend_window``-session average (``sma_{trend_window}``) of the trend rule.
     volatility:
         The longest-window annualised volatility the symbol has; ``volatility_window``
         says which window (0: none).
@@ -147,6 +157,7 @@ class SignalInputs:
     sma20: np.ndarray
     sma50: np.ndarray
     sma200: np.ndarray
+    trend: np.ndarray
     volatility: np.ndarray
     volatility_window: np.ndarray
     rank: np.ndarray
@@ -211,6 +222,8 @@ def signal_panel(inputs: SignalInputs, config: SignalConfig, window_periods: int
         Periods per year of the window calendar (252): the momentum horizon of
         ``h`` sessions spans ``h / window_periods`` years on every calendar.
     """
+    if config.rule == "trend":
+        return _trend_panel(inputs, window_periods)
     m, p = inputs.momentum, inputs.close
     s20, s50, s200 = inputs.sma20, inputs.sma50, inputs.sma200
     vol = inputs.volatility
@@ -265,6 +278,30 @@ def signal_panel(inputs: SignalInputs, config: SignalConfig, window_periods: int
     eligible, top, bottom, defensive = _cross_sections(inputs, config)
     return SignalPanel(
         inputs, kind, rule, confidence, sigma, z, eligible, top, bottom, defensive, window_periods
+    )
+
+
+def _trend_panel(inputs: SignalInputs, window_periods: int) -> SignalPanel:
+    """The trend rule of the module docstring: BUY above the average, SELL otherwise."""
+    with np.errstate(invalid="ignore"):
+        above = inputs.present & (inputs.close > inputs.trend)
+    rule = np.where(above, BUY, SELL).astype(np.int8)
+    kind = rule.copy()
+    kind[~inputs.present] = -1
+    shape = rule.shape
+    nothing = np.zeros(shape, dtype=bool)
+    return SignalPanel(
+        inputs,
+        kind,
+        rule,
+        np.ones(shape),
+        np.full(shape, np.nan),
+        np.zeros(shape),
+        above,
+        nothing,
+        nothing,
+        np.zeros(shape[0], dtype=bool),
+        window_periods,
     )
 
 
@@ -330,6 +367,7 @@ def inputs_from_snapshot(
         sma20=column(SMA20),
         sma50=column(SMA50),
         sma200=column(SMA200),
+        trend=column(f"sma_{config.trend_window}"),
         volatility=vol,
         volatility_window=window,
         rank=column("momentum_12_1_rank"),
@@ -366,6 +404,7 @@ def inputs_from_arrays(
         sma20=get(SMA20),
         sma50=get(SMA50),
         sma200=get(SMA200),
+        trend=get(f"sma_{config.trend_window}"),
         volatility=vol,
         volatility_window=window,
         rank=arrays.rank,
@@ -473,6 +512,8 @@ def _reason(
 ) -> str:
     """The reason of one signal: the rule with its numbers, the regime filter, the
     cross-sectional placement (the numbers come from the panel; nothing is re-decided)."""
+    if config.rule == "trend":
+        return _trend_text(panel, t, j, config)
     text = _rule_text(panel, t, j, config, snapshot)
     notes = [_placement_text(panel, t, j, config, snapshot)]
     rule, kind = int(panel.rule[t, j]), int(panel.kind[t, j])
@@ -484,6 +525,20 @@ def _reason(
             f"x{config.high_vol_confidence_factor:g} -> {panel.confidence[t, j]:.2f}"
         )
     return "; ".join([text, *notes])
+
+
+def _trend_text(panel: SignalPanel, t: int, j: int, config: SignalConfig) -> str:
+    inputs = panel.inputs
+    p, average = float(inputs.close[t, j]), float(inputs.trend[t, j])
+    name = f"SMA{config.trend_window}"
+    if math.isnan(p) or math.isnan(average):
+        return (
+            f"SELL: no {config.trend_window}-session average yet (needs {config.trend_window} "
+            "bars): not eligible"
+        )
+    if panel.rule[t, j] == BUY:
+        return f"BUY: close {_price(p)} > {name} {_price(average)}: trend up, eligible"
+    return f"SELL: close {_price(p)} <= {name} {_price(average)}: trend down, not eligible"
 
 
 def _rule_text(

@@ -1,6 +1,8 @@
-"""Local CSV folder: one file per symbol, strictly checked.
+"""Local CSV data, strictly checked: a folder with one file per symbol
+(:class:`CsvProvider`, ``csv:<folder>``), or one long-format file of many symbols
+(:class:`LongCsvProvider`, ``csv:<file.csv[.gz]>``, e.g. ``../shared/data/universe``).
 
-Layout (the format of ``../shared/data``)::
+Folder layout (the format of ``../shared/data/market``)::
 
     <dir>/SPY.csv      date,open,high,low,close,adj_close,volume
     <dir>/VIX.csv      same header; adj_close and volume may be empty
@@ -14,6 +16,7 @@ Any problem raises :class:`~tiller.errors.DataError` naming the file and line.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import date
 from pathlib import Path
 
@@ -165,3 +168,156 @@ class CsvProvider:
         if key not in self._cache:
             self._cache = {key: read_series_csv(path, request.kind)}  # keep one file cached
         return canonical(self._cache[key], request)
+
+
+LONG_COLUMNS = ("date", "symbol", "open", "high", "low", "close", "volume")
+"""Required header of a long-format file; ``adj_close`` is optional."""
+
+
+def read_long_csv(path: Path) -> dict[str, pd.DataFrame]:
+    """Read and check a long-format file (one row per symbol and date, e.g.
+    ``../shared/data/universe/us_equities_daily.csv.gz``); return each symbol's canonical
+    bars.
+
+    Columns ``date,symbol,open,high,low,close,volume`` and optionally ``adj_close`` (NaN
+    when absent: the file's ``close`` is then the traded price and no dividend is implied),
+    in any order; gzip is read by the extension.
+
+    Raises
+    ------
+    DataError
+        A column is missing, a date or number does not parse, a price is empty, a date
+        is in the future, or a symbol has a date twice or out of order; the message names
+        the file and the (1-based, header = line 1) line.
+    """
+    try:
+        raw = pd.read_csv(path, dtype={"symbol": str, "date": str}, skipinitialspace=True)
+    except pd.errors.EmptyDataError:
+        raise DataError(f"{path}: the file is empty; expected {','.join(LONG_COLUMNS)}") from None
+    except ValueError:  # a number that does not parse: find its line
+        return _long_csv_with_line(path)
+    except (OSError, UnicodeDecodeError, pd.errors.ParserError) as exc:
+        raise DataError(f"{path}: cannot read it as CSV: {exc}") from None
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    missing = [c for c in LONG_COLUMNS if c not in raw.columns]
+    if missing:
+        raise DataError(
+            f"{path}: missing column(s) {', '.join(missing)}; found {','.join(raw.columns)}; "
+            f"expected the header {','.join(LONG_COLUMNS)} (adj_close optional)"
+        )
+    for column in ("open", "high", "low", "close", "volume", "adj_close"):
+        if column in raw.columns and not pd.api.types.is_numeric_dtype(raw[column]):
+            return _long_csv_with_line(path)
+    dates = pd.to_datetime(raw["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
+    _refuse(path, dates.isna(), lambda i: f"date {raw['date'].iloc[i]!r} is not a YYYY-MM-DD date")
+    today = pd.Timestamp(date.today())
+    _refuse(
+        path,
+        dates > today,
+        lambda i: (
+            f"date {raw['date'].iloc[i]} is in the future (today is {today.date()}); "
+            "fix the date or remove the row"
+        ),
+    )
+    for column in ("open", "high", "low", "close"):
+        empty = f"{column} is empty; every bar needs open, high, low and close"
+        _refuse(path, raw[column].isna(), empty)
+    symbols = raw["symbol"].astype(str).str.strip()
+    frame = pd.DataFrame(
+        {
+            "date": dates.astype("datetime64[ns]"),
+            "symbol": symbols,
+            "open": raw["open"].astype("float64"),
+            "high": raw["high"].astype("float64"),
+            "low": raw["low"].astype("float64"),
+            "close": raw["close"].astype("float64"),
+            "adj_close": (
+                raw["adj_close"].astype("float64") if "adj_close" in raw.columns else float("nan")
+            ),
+            "volume": raw["volume"].astype("float64"),
+        }
+    )
+    order = frame.groupby("symbol", sort=False)["date"].diff()
+    _refuse(
+        path,
+        order == pd.Timedelta(0),
+        lambda i: (
+            f"{symbols.iloc[i]} {dates.iloc[i].date()} appears again; keep one row per "
+            "symbol and date"
+        ),
+    )
+    _refuse(
+        path,
+        order < pd.Timedelta(0),
+        lambda i: (
+            f"{symbols.iloc[i]} {dates.iloc[i].date()} comes before that symbol's "
+            "previous row; sort the file by date"
+        ),
+    )
+    return {
+        str(symbol): group.drop(columns="symbol").reset_index(drop=True)
+        for symbol, group in frame.groupby("symbol", sort=False)
+    }
+
+
+def _refuse(
+    path: Path,
+    bad: pd.Series,
+    what: str | Callable[[int], str],
+    cells: pd.Series | None = None,
+) -> None:
+    """Raise a :class:`DataError` for the first row flagged in ``bad``: ``what`` is the
+    message, or makes it from the row; ``cells`` (the column) puts the bad value first."""
+    if bad.any():
+        i = int(bad.to_numpy().nonzero()[0][0])
+        message = what if isinstance(what, str) else what(i)
+        if cells is not None:
+            message = f"{cells.iloc[i]!r}: {message}"
+        raise DataError(f"{path}: line {i + 2}: {message}")
+
+
+def _long_csv_with_line(path: Path) -> dict[str, pd.DataFrame]:
+    """The slow path of :func:`read_long_csv` when a number does not parse: read as text
+    and name the first bad cell."""
+    raw = pd.read_csv(path, dtype=str, keep_default_na=False, skipinitialspace=True)
+    raw.columns = [str(c).strip().lower() for c in raw.columns]
+    for column in ("open", "high", "low", "close", "volume", "adj_close"):
+        if column not in raw.columns:
+            continue
+        text = raw[column].str.strip()
+        empty = text.isin(["", "NaN", "nan", "null"])
+        wrong = pd.to_numeric(text.where(~empty), errors="coerce").isna() & ~empty
+        _refuse(path, wrong, f"{column} is not a number", raw[column])
+    raise DataError(f"{path}: cannot read it as CSV: a value does not parse as a number")
+
+
+class LongCsvProvider:
+    """Bars of many symbols from one long-format file (``csv:<file.csv[.gz]>``)."""
+
+    name = "csv"
+
+    def __init__(self, path: Path):
+        path = Path(path)
+        if not path.is_file():
+            raise DataError(f"TILLER_DATA_SOURCES: csv file {path} does not exist")
+        self.path = path
+        self._bars: dict[str, pd.DataFrame] | None = None
+
+    def __str__(self) -> str:
+        return f"csv:{self.path}"
+
+    @property
+    def bars(self) -> dict[str, pd.DataFrame]:
+        """Every symbol's bars, read once."""
+        if self._bars is None:
+            self._bars = read_long_csv(self.path)
+        return self._bars
+
+    def supports(self, series: str, kind: SeriesKind) -> bool:
+        return kind is SeriesKind.BAR and series in self.bars
+
+    def fetch(self, request: SeriesRequest) -> pd.DataFrame:
+        frame = self.bars.get(request.series)
+        if frame is None or request.kind is not SeriesKind.BAR:
+            raise DataError(f"{self.path}: no bars for {request.series}")
+        return canonical(frame, request)
