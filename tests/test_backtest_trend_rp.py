@@ -36,6 +36,7 @@ TASKS = {
         "final_nav": 232_771,
         "max_drawdown": -0.2485,
         "rebalances": 193,
+        "rounded": {"cagr": 0.0510, "volatility": 0.0932, "sharpe": 0.581, "turnover": 4.40},
         "load": load_etf14,
         "cap": 0.30,
     },
@@ -46,6 +47,7 @@ TASKS = {
         "final_nav": 489_063,
         "max_drawdown": -0.4051,
         "rebalances": 218,
+        "rounded": {"cagr": 0.0872, "volatility": 0.1467, "sharpe": 0.644, "turnover": 4.78},
         "load": load_scale150,
         "cap": 0.05,
     },
@@ -86,6 +88,13 @@ def test_profile_reproduces_the_reference(name: str, tmp_path: Path) -> None:
     drawdown = float((nav / nav.cummax() - 1).min())
     assert abs(drawdown - task["max_drawdown"]) < 1e-4 + 5e-5, drawdown  # published to 0.01
     assert result.trades["date"].nunique() == task["rebalances"]
+    # the rounded figures, to half a unit of their last digit (turnover: one unit, since
+    # Tiller values a trade at its fill price, the reference at the close)
+    metrics, rounded = summary["metrics"], task["rounded"]
+    assert abs(metrics["cagr"] - rounded["cagr"]) <= 5e-5
+    assert abs(metrics["volatility"] - rounded["volatility"]) <= 5e-5
+    assert abs(metrics["sharpe"] - rounded["sharpe"]) <= 5e-4
+    assert abs(metrics["turnover_two_way"] - rounded["turnover"]) <= 1e-2
 
     # the independent implementation, every session
     reference = run(task["load"](DATA), cap=task["cap"])

@@ -484,7 +484,9 @@ def kill_switch(
 
 Cadence = Annotated[
     str | None,
-    typer.Option(help="Rebalance cadence: daily, weekly, monthly or once (default: config)."),
+    typer.Option(
+        help="Rebalance cadence: daily, weekly, monthly, month_end or once (default: config)."
+    ),
 ]
 
 
@@ -513,8 +515,8 @@ def backtest_command(
         if first is None or last is None:
             _fail("give --start and --end (YYYY-MM-DD), e.g. --start 2019-01-01 --end 2023-12-31")
             return
-        if cadence not in (None, "daily", "weekly", "monthly", "once"):
-            _fail(f"--cadence {cadence!r}: use daily, weekly, monthly or once")
+        if cadence not in (None, "daily", "weekly", "monthly", "month_end", "once"):
+            _fail(f"--cadence {cadence!r}: use daily, weekly, monthly, month_end or once")
         settings = _settings()
         from tiller.backtest.service import backtest
 
@@ -539,7 +541,7 @@ def backtest_command(
         f"  tearsheet {summary['tearsheet']}"
     )
     for symbol, last in summary["delisted"].items():
-        typer.echo(f"  {symbol}: no data after {last}: sold at its last close, then left out")
+        typer.echo(f"  {symbol}: no data after {last}: sold at its last close (delisted)")
     if summary["no_data"]:
         typer.echo(f"  no data in the window: {', '.join(summary['no_data'])} (left out)")
 

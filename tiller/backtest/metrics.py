@@ -8,9 +8,11 @@ Returns are daily simple NAV returns; annualised with 252 sessions a year.
   sqrt(252) (risk-free 0); ``sortino`` = 252 x mean / (sqrt(mean(min(r, 0)^2)) x sqrt(252));
   ``max_drawdown`` = max over time of ``1 - nav / running peak of nav`` (the true peak,
   never rebased);
-* ``turnover_two_way`` = ``sum(traded USD, buys + sells) / mean(nav) / years``, and
-  ``turnover_one_way`` = half of it (the average of buys and sells): both annualised
-  fractions of NAV, e.g. 2.0 = the book traded twice its value in a year;
+* ``turnover_two_way`` = ``sum over sessions of (traded USD that session, buys + sells)
+  / (NAV that session) / years``, and ``turnover_one_way`` = half of it (the average of
+  buys and sells): both annualised fractions of NAV, e.g. 2.0 = the book traded twice its
+  value in a year (each trade measured against the NAV of its day, as in
+  ``shared/reference/TREND-RP.md``, so a growing book does not inflate early trades);
 * ``costs`` = commission + slippage (USD); ``dividends`` = cash dividends received (USD).
 
 The ratios follow empyrical's definitions (the daily report's :mod:`tiller.reporting.metrics`;
@@ -61,8 +63,8 @@ def headline(daily: pd.DataFrame, trades: pd.DataFrame, initial_capital: float) 
     final = float(nav.iloc[-1])
     commission = float(daily["commission"].sum())
     slippage = float(daily["slippage"].sum())
-    mean_nav = float(nav.mean())
-    two_way = float(daily["traded"].sum()) / mean_nav / years if mean_nav > 0 else 0.0
+    daily_turnover = (daily["traded"] / nav.where(nav > 0)).fillna(0.0)
+    two_way = float(daily_turnover.sum()) / years
     return {
         "final_nav": round(final, 2),
         "total_return": final / initial_capital - 1.0,

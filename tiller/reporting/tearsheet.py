@@ -169,8 +169,9 @@ def window_stats(
 
 
 def annual_turnover(daily: pd.DataFrame) -> pd.Series:
-    """Two-way turnover (buys + sells) per calendar year: ``sum(traded) / mean(nav)`` over
-    the year's sessions; one-way turnover is half of it.
+    """Two-way turnover (buys + sells) per calendar year: ``sum(traded / nav)`` over the
+    year's sessions (each day's trades against that day's NAV, as the headline figure);
+    one-way turnover is half of it.
 
     Parameters
     ----------
@@ -180,12 +181,12 @@ def annual_turnover(daily: pd.DataFrame) -> pd.Series:
     Returns
     -------
     pd.Series
-        Index: year (int); values: fractions (``2.0`` = traded twice the average NAV).
+        Index: year (int); values: fractions (``2.0`` = traded twice the NAV in the year).
         A partial year is not scaled up.
     """
     frame = _dated(daily[["traded", "nav"]].astype(float))
-    grouped = frame.groupby(frame.index.year)
-    out = grouped["traded"].sum() / grouped["nav"].mean()
+    share = (frame["traded"] / frame["nav"].where(frame["nav"] > 0)).fillna(0.0)
+    out = share.groupby(frame.index.year).sum()
     out.index.name = None
     return out.astype(float)
 
