@@ -191,7 +191,10 @@ def read_long_csv(path: Path) -> dict[str, pd.DataFrame]:
         the file and the (1-based, header = line 1) line.
     """
     try:
-        raw = pd.read_csv(path, dtype={"symbol": str, "date": str}, skipinitialspace=True)
+        # symbol and date as categories: each distinct value is stripped and parsed once
+        raw = pd.read_csv(
+            path, dtype={"symbol": "category", "date": "category"}, skipinitialspace=True
+        )
     except pd.errors.EmptyDataError:
         raise DataError(f"{path}: the file is empty; expected {','.join(LONG_COLUMNS)}") from None
     except ValueError:  # a number that does not parse: find its line
@@ -208,7 +211,10 @@ def read_long_csv(path: Path) -> dict[str, pd.DataFrame]:
     for column in ("open", "high", "low", "close", "volume", "adj_close"):
         if column in raw.columns and not pd.api.types.is_numeric_dtype(raw[column]):
             return _long_csv_with_line(path)
-    dates = pd.to_datetime(raw["date"].str.strip(), format="%Y-%m-%d", errors="coerce")
+    day_of = pd.to_datetime(
+        raw["date"].cat.categories.astype(str).str.strip(), format="%Y-%m-%d", errors="coerce"
+    )
+    dates = pd.Series(day_of.take(raw["date"].cat.codes.to_numpy()), index=raw.index)
     _refuse(path, dates.isna(), lambda i: f"date {raw['date'].iloc[i]!r} is not a YYYY-MM-DD date")
     today = pd.Timestamp(date.today())
     _refuse(
@@ -222,7 +228,9 @@ def read_long_csv(path: Path) -> dict[str, pd.DataFrame]:
     for column in ("open", "high", "low", "close"):
         empty = f"{column} is empty; every bar needs open, high, low and close"
         _refuse(path, raw[column].isna(), empty)
-    symbols = raw["symbol"].astype(str).str.strip()
+    symbols = raw["symbol"].cat.rename_categories(
+        raw["symbol"].cat.categories.astype(str).str.strip()
+    )
     frame = pd.DataFrame(
         {
             "date": dates.astype("datetime64[ns]"),
@@ -237,7 +245,7 @@ def read_long_csv(path: Path) -> dict[str, pd.DataFrame]:
             "volume": raw["volume"].astype("float64"),
         }
     )
-    order = frame.groupby("symbol", sort=False)["date"].diff()
+    order = frame.groupby("symbol", sort=False, observed=True)["date"].diff()
     _refuse(
         path,
         order == pd.Timedelta(0),
@@ -256,7 +264,7 @@ def read_long_csv(path: Path) -> dict[str, pd.DataFrame]:
     )
     return {
         str(symbol): group.drop(columns="symbol").reset_index(drop=True)
-        for symbol, group in frame.groupby("symbol", sort=False)
+        for symbol, group in frame.groupby("symbol", sort=False, observed=True)
     }
 
 
@@ -320,4 +328,7 @@ class LongCsvProvider:
         frame = self.bars.get(request.series)
         if frame is None or request.kind is not SeriesKind.BAR:
             raise DataError(f"{self.path}: no bars for {request.series}")
-        return canonical(frame, request)
+        # the frames are canonical already (typed, one row per date, ascending): clip only
+        days = frame["date"]
+        inside = (days >= pd.Timestamp(request.start)) & (days <= pd.Timestamp(request.end))
+        return frame[inside].reset_index(drop=True)
