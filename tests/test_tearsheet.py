@@ -361,3 +361,19 @@ def test_tearsheet_draws_in_chromium_without_console_errors(tmp_path: Path) -> N
     page = browser.render(path)
     assert page.console == [], page.console
     assert page.charts >= 8 and page.drawn_svgs >= 8
+
+
+def test_weights_chart_keeps_the_largest_holdings_and_sums_the_rest() -> None:
+    from tiller.reporting.tearsheet import _largest
+
+    # 20 assets weighted 1%..20% (mean weights in that order) plus cash
+    columns = {f"S{i:02d}": [i / 100, i / 100] for i in range(1, 21)}
+    weights = pd.DataFrame({**columns, "CASH": [0.0, 0.0]})
+    chart = _largest(weights, 3)
+    # kept: S20, S19, S18 and CASH; Other = 1% + ... + 17% = 153%
+    assert list(chart.columns) == ["S20", "S19", "S18", "CASH", "Other (17)"]
+    assert chart["Other (17)"].tolist() == pytest.approx([1.53, 1.53])
+    # every row still sums to the same total
+    assert chart.sum(axis=1).tolist() == pytest.approx(weights.sum(axis=1).tolist())
+    small = weights[["S01", "S02", "CASH"]]
+    assert _largest(small, 3) is small

@@ -235,8 +235,31 @@ def _headline(result: BacktestResult) -> list[tuple[str, str]]:
     return rows
 
 
+WEIGHT_SERIES = 12
+"""The weights chart stacks the largest holdings (by mean weight) and one "Other" band."""
+
+
 def _line(name: str, x: Any, y: Any, **kwargs: Any) -> go.Scatter:
-    return go.Scatter(x=list(x), y=list(y), mode="lines", name=name, **kwargs)
+    # numpy arrays: plotly stores them as typed arrays instead of validating each point
+    return go.Scatter(
+        x=np.asarray(x, dtype="datetime64[D]"),
+        y=np.asarray(y, dtype=float),
+        mode="lines",
+        name=name,
+        **kwargs,
+    )
+
+
+def _largest(weights: pd.DataFrame, keep: int) -> pd.DataFrame:
+    """The ``keep`` columns with the largest mean weight (CASH always kept), the rest
+    summed into ``Other``."""
+    if len(weights.columns) <= keep + 1:
+        return weights
+    assets = weights.drop(columns=["CASH"], errors="ignore")
+    top = list(assets.mean().sort_values(ascending=False, kind="stable").index[:keep])
+    out = weights[[*top, *(["CASH"] if "CASH" in weights else [])]].copy()
+    out[f"Other ({len(assets.columns) - keep})"] = assets.drop(columns=top).sum(axis=1)
+    return out
 
 
 def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> dict[str, Markup]:
@@ -264,7 +287,7 @@ def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> d
                     "Cumulative return",
                     days,
                     cum,
-                    customdata=list(nav),
+                    customdata=nav.to_numpy(dtype=float),
                     hovertemplate="%{y:.2%} (NAV $%{customdata:,.2f})<extra></extra>",
                 )
             ),
@@ -287,7 +310,7 @@ def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> d
             n,
             yaxis_tickformat=".0%",
         )
-        weights = _dated(result.weights).fillna(0.0)
+        weights = _largest(_dated(result.weights).fillna(0.0), WEIGHT_SERIES)
         if len(weights) >= 2 and len(weights.columns):
             fig = go.Figure(
                 [
@@ -300,7 +323,12 @@ def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> d
             out["weights"] = _missing("No weights recorded.")
         add(
             "turnover",
-            go.Figure(go.Bar(x=list(days), y=list(daily["turnover"].astype(float)))),
+            go.Figure(
+                go.Bar(
+                    x=np.asarray(days, dtype="datetime64[D]"),
+                    y=daily["turnover"].to_numpy(dtype=float),
+                )
+            ),
             "Daily two-way turnover (buys + sells traded / NAV)",
             n,
             yaxis_tickformat=".1%",

@@ -10,6 +10,7 @@ from collections.abc import Sequence
 from datetime import date, datetime
 from typing import Any
 
+import numpy as np
 import pandas as pd
 from sqlalchemy import select
 
@@ -36,15 +37,19 @@ def _num(value: Any) -> float:
 
 def save_result(store: Store, result: BacktestResult, kind: str = "backtest") -> None:
     """Persist a run (its row, every session, fill and risk event) in one transaction."""
-    weights = result.weights
+    weights = result.weights.reindex(result.daily.index).fillna(0.0)
+    values, symbols = weights.to_numpy(dtype=float), [str(c) for c in weights.columns]
+    records = result.daily[list(DAILY_COLUMNS)].to_dict("records")
     days = [
         {
             "run_id": result.run_id,
             "as_of": day,
-            **{c: row[c] for c in DAILY_COLUMNS},
-            "weights": _json({s: round(float(w), 8) for s, w in weights.loc[day].items() if w}),
+            **record,
+            "weights": _json(
+                {symbols[j]: round(float(values[k, j]), 8) for j in np.flatnonzero(values[k])}
+            ),
         }
-        for day, row in result.daily.iterrows()
+        for k, (day, record) in enumerate(zip(result.daily.index, records, strict=True))
     ]
     for row in days:
         for column in ("nav", "cash", "long_value", "exposure", "peak_nav", "drawdown"):
