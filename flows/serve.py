@@ -19,6 +19,7 @@ def deployments() -> list[Any]:
     from prefect.schedules import Cron
 
     from flows.daily_rebalance import daily_rebalance
+    from flows.research_sweep import research_sweep
     from flows.weekly_review import weekly_review
 
     return [
@@ -33,6 +34,11 @@ def deployments() -> list[Any]:
             schedule=Cron(WEEKLY_CRON, timezone=TIMEZONE),
             description="The week's performance, GO/NO-GO gates, correlation and stress sections.",
             tags=["tiller", "weekly"],
+        ),
+        research_sweep.to_deployment(
+            name="research-sweep",
+            description="A parameter sweep of the backtest (grid file), fanned out on Dask.",
+            tags=["tiller", "research"],
         ),
     ]
 

@@ -13,6 +13,7 @@ from models.execution import (
     Reconciliation,
 )
 from models.reporting import ReportRecord
+from models.research import SweepPoint, SweepRun
 from models.simbroker import SimAccount, SimOrder, SimPosition
 from models.strategy import (
     FactorGap,
@@ -74,6 +75,8 @@ __all__ = [
     "SimPosition",
     "StageCheckpoint",
     "StressResult",
+    "SweepPoint",
+    "SweepRun",
     "TargetWeight",
     "metadata",
 ]

@@ -160,6 +160,15 @@ CREATE TABLE sim_positions (
 	PRIMARY KEY (symbol)
 );
 
+CREATE TABLE sweep_runs (
+	sweep_id VARCHAR(40) NOT NULL, 
+	name VARCHAR(80) NOT NULL, 
+	kind VARCHAR(20) NOT NULL, 
+	grid TEXT NOT NULL, 
+	created_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (sweep_id)
+);
+
 CREATE TABLE audit_events (
 	id SERIAL NOT NULL, 
 	as_of DATE NOT NULL, 
@@ -489,6 +498,23 @@ CREATE TABLE stress_results (
 );
 
 CREATE INDEX ix_stress_results_batch_id ON stress_results (batch_id);
+
+CREATE TABLE sweep_points (
+	sweep_id VARCHAR(40) NOT NULL, 
+	point_hash VARCHAR(64) NOT NULL, 
+	label VARCHAR(200) NOT NULL, 
+	params TEXT NOT NULL, 
+	profile VARCHAR(200) NOT NULL, 
+	start DATE NOT NULL, 
+	"end" DATE NOT NULL, 
+	metrics TEXT NOT NULL, 
+	nav TEXT NOT NULL, 
+	seconds FLOAT NOT NULL, 
+	worker VARCHAR(200) NOT NULL, 
+	computed_at TIMESTAMP WITH TIME ZONE NOT NULL, 
+	PRIMARY KEY (sweep_id, point_hash), 
+	FOREIGN KEY(sweep_id) REFERENCES sweep_runs (sweep_id)
+);
 
 CREATE TABLE target_weights (
 	as_of DATE NOT NULL, 

@@ -55,6 +55,8 @@ BACKTEST_DAYS: Table = models.BacktestDay.__table__  # type: ignore[attr-defined
 BACKTEST_TRADES: Table = models.BacktestTrade.__table__  # type: ignore[attr-defined]
 BACKTEST_EVENTS: Table = models.BacktestEvent.__table__  # type: ignore[attr-defined]
 STRESS_RESULTS: Table = models.StressResult.__table__  # type: ignore[attr-defined]
+SWEEP_RUNS: Table = models.SweepRun.__table__  # type: ignore[attr-defined]
+SWEEP_POINTS: Table = models.SweepPoint.__table__  # type: ignore[attr-defined]
 
 _CHUNK = 5_000
 
@@ -122,6 +124,14 @@ class Store:
         for i in range(0, len(rows), _CHUNK):
             tx.execute(stmt, list(rows[i : i + _CHUNK]))
         return len(rows)
+
+    def insert_new(
+        self, tx: Connection, table: Table, rows: Sequence[dict[str, Any]], keys: Sequence[str]
+    ) -> None:
+        """Insert ``rows`` whose ``keys`` are not in ``table`` yet; existing rows stay."""
+        if rows:
+            statement = self._insert(table).on_conflict_do_nothing(index_elements=list(keys))
+            tx.execute(statement, list(rows))
 
     def upsert_bars(self, tx: Connection, symbol: str, frame: pd.DataFrame, source: str) -> int:
         """Insert or update the bars of ``symbol`` (canonical bar frame); returns rows written."""
