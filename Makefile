@@ -39,6 +39,8 @@ bench: $(SYNCED)
 	$(UV) run --frozen python tests/benchmarks/bench_strategy.py
 	$(UV) run --frozen python tests/benchmarks/bench_execution.py
 	$(UV) run --frozen python tests/benchmarks/bench_backtest.py
+	$(UV) run --frozen python tests/benchmarks/bench_sweep.py
+	$(UV) run --frozen python tests/benchmarks/bench_daily.py
 
 ## notebooks: execute the research notebooks (offline, on ../shared/data/market; ~4 minutes)
 notebooks: $(SYNCED)

@@ -232,6 +232,11 @@ class SignalConfig(_Frozen):
 
     rule: Literal["rules", "trend"] = "rules"
     trend_window: int = Field(200, ge=2)
+    # Trend hysteresis: BUY above average x (1 + trend_entry_band), SELL at or below
+    # average x (1 - trend_exit_band), HOLD in between (a holding stays, nothing new is
+    # bought), so a price wandering around its average does not flip the position.
+    trend_entry_band: float = Field(0.0, ge=0, lt=0.5)
+    trend_exit_band: float = Field(0.0, ge=0, lt=0.5)
     momentum_factor: str = "momentum_60"
     strong_buy_momentum: float = 0.10
     strong_buy_max_vix: float = 30
@@ -338,6 +343,17 @@ class OptimizeConfig(_Frozen):
     hard_max_leverage: float = Field(1.5, gt=0)
     min_weight_change: float = Field(0.02, ge=0)
     min_trade_value: float = Field(100, ge=0)
+    # No-trade bands around each target: a holding within max(band_absolute, band_relative
+    # x target) of its target is left alone; outside, it trades to the target or to the
+    # band's edge (band_trade_to). Exits (target 0) always trade in full.
+    band_absolute: float = Field(0.0, ge=0, lt=1)
+    band_relative: float = Field(0.0, ge=0, lt=10)
+    band_trade_to: Literal["target", "edge"] = "target"
+    # Volatility targeting: the invested share is scaled by min(1, vol_target / predicted
+    # annualised portfolio volatility), and changed only when it moves by more than
+    # vol_target_band (fraction of NAV) from the current invested share. None: off.
+    vol_target: float | None = Field(None, gt=0, lt=2)
+    vol_target_band: float = Field(0.05, ge=0, lt=1)
     max_turnover: float = Field(0.30, gt=0)
     max_trades: int = Field(5, ge=1)
     initial_capital: float = Field(100_000, gt=0)

@@ -33,7 +33,8 @@ allowed assets (the columns of ``returns``), estimated from the last
 except the cap redistribution, which never lifts a weight above its cap):
 
 1. scale to the investable fraction ``I = min(1 - cash_buffer, max_gross_leverage) *
-   exposure`` (e.g. ``0.95`` at L0, ``0.95 * 0.75 = 0.7125`` at L2);
+   exposure`` (e.g. ``0.95`` at L0, ``0.95 * 0.75 = 0.7125`` at L2), times the
+   volatility-target scale when ``vol_target`` is set (:func:`volatility_scale`);
 2. per-asset caps ``w_i <= max_weight_i``: the excess of capped assets is handed to the
    uncapped ones pro rata to their weights, repeated until no weight is above its cap;
    when every asset with weight is capped the rest stays in cash;
@@ -43,6 +44,10 @@ except the cap redistribution, which never lifts a weight above its cap):
 
 Long-only weights summing to at most ``1 - cash_buffer`` have gross leverage below
 1, so a ``max_gross_leverage`` above 1 is never used here.
+
+**Step 2b - no-trade bands** (:func:`apply_bands`, off by default): a holding within its
+band around the target keeps its weight; outside, it trades to the target or to the
+band's edge.
 
 **Step 3 - trading limits** on the changes ``Δ_i = target_i - current_i`` (see
 :func:`apply_trading_limits`): skip changes under ``min_weight_change`` or under
@@ -263,8 +268,10 @@ def optimize_weights(
             "previous target" if previous_target is not None else "current weights",
             config,
         )
-    target = constrain_weights(raw.weights, caps, config, exposure, pair_caps)
-    trades = apply_trading_limits(target, held, nav, config, caps, pair_caps)
+    scale = volatility_scale(raw.weights, window, held, config, exposure)
+    target = constrain_weights(raw.weights, caps, config, exposure * scale, pair_caps)
+    banded = apply_bands(target, held, config)
+    trades = apply_trading_limits(banded, held, nav, config, caps, pair_caps)
 
     final = trades.weights
     contributions = risk_contributions({s: final.get(s, 0.0) for s in symbols}, window.cov, symbols)
@@ -281,6 +288,66 @@ def optimize_weights(
         turnover=trades.turnover,
         condition_number=raw.condition_number,
     )
+
+
+def volatility_scale(
+    raw: Mapping[str, float],
+    window: _Window,
+    held: Mapping[str, float],
+    config: OptimizeConfig,
+    exposure: float = 1.0,
+) -> float:
+    """Step 1b, volatility targeting (``optimize.vol_target``; 1.0 when off).
+
+    ``sigma = sqrt(w' C w x 252)`` is the annualised volatility of the raw weights ``w``
+    over the window's sample covariance ``C``; the scale is ``min(1, vol_target / sigma)``
+    of the investable fraction ``I`` (times ``exposure``).  When the invested share this
+    gives is within ``vol_target_band`` of the current one (the sum of ``held``), the
+    current share is kept (as a scale, capped at 1), so a small change in the estimate
+    does not trade.  Worked example: I = 0.95, vol_target 0.10, sigma 0.125 -> scale 0.8,
+    invested 0.76; currently 0.78 invested with band 0.05 -> |0.76 - 0.78| <= 0.05, keep
+    0.78: scale 0.78 / 0.95 = 0.8211.
+    """
+    if config.vol_target is None or not raw or len(window) < 2:
+        return 1.0
+    columns = list(window.columns)
+    weights = np.array([raw.get(s, 0.0) for s in columns])
+    sigma = math.sqrt(max(float(weights @ window.cov @ weights), 0.0) * 252)
+    scale = 1.0 if sigma <= _EPS else min(1.0, config.vol_target / sigma)
+    investable = min(1.0 - config.cash_buffer, config.max_gross_leverage) * exposure
+    current = math.fsum(held.values())
+    if investable > _EPS and abs(investable * scale - current) <= config.vol_target_band:
+        return min(1.0, current / investable)
+    return scale
+
+
+def apply_bands(
+    target: Mapping[str, float], held: Mapping[str, float], config: OptimizeConfig
+) -> dict[str, float]:
+    """Step 2b, no-trade bands (``optimize.band_absolute``, ``band_relative``,
+    ``band_trade_to``; unchanged when both bands are 0).
+
+    For each asset with target ``t > 0`` and current weight ``c``: the band is
+    ``b = max(band_absolute, band_relative x t)``; ``|t - c| <= b`` keeps ``c`` (no
+    trade); otherwise the asset trades to ``t`` (``target``) or to the nearer edge
+    ``t + b`` / ``t - b`` (``edge``).  An exit (``t = 0``) is never banded.  Worked
+    example: band_absolute 0.02, t = 0.25: c = 0.24 stays at 0.24; c = 0.20 trades to
+    0.25 (``target``) or to 0.23 (``edge``).  Caps and the cash buffer are enforced on
+    the result by step 3 (a buy that would break them is cut).
+    """
+    if config.band_absolute <= 0 and config.band_relative <= 0:
+        return dict(target)
+    out = dict(target)
+    for symbol, t in target.items():
+        c = held.get(symbol, 0.0)
+        if t <= 0:
+            continue
+        band = max(config.band_absolute, config.band_relative * t)
+        if abs(t - c) <= band:
+            out[symbol] = c
+        elif config.band_trade_to == "edge":
+            out[symbol] = t + band if c > t else t - band
+    return out
 
 
 def constrain_weights(

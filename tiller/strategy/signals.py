@@ -57,9 +57,11 @@ the reason keeps the rule that fired).  Sells are never filtered.
 Trend rule (``rule: trend``)
 ----------------------------
 Instead of all of the above: a present symbol whose price ``P`` is strictly above its
-``trend_window``-session average (``sma_{trend_window}``, which needs that many bars) is a
-``BUY``, long-eligible, confidence 1; any other present symbol (below or on its average,
-or without the average yet) is a ``SELL``, confidence 1.  No regime filter, no ranking:
+``trend_window``-session average ``A`` (``sma_{trend_window}``, which needs that many bars)
+times ``1 + trend_entry_band`` is a ``BUY``, long-eligible, confidence 1; at or below
+``A x (1 - trend_exit_band)``, or without the average yet, a ``SELL``; in between a
+``HOLD`` (eligible: a holding stays, nothing new is bought).  With both bands 0 (the
+default) that is BUY above the average and SELL otherwise.  No regime filter, no ranking:
 the trend-filtered risk-parity strategy (``config/profiles/trend-rp.yaml``).
 
 Cross-sectional rule (``long_eligible``; never a short)
@@ -223,7 +225,7 @@ def signal_panel(inputs: SignalInputs, config: SignalConfig, window_periods: int
         ``h`` sessions spans ``h / window_periods`` years on every calendar.
     """
     if config.rule == "trend":
-        return _trend_panel(inputs, window_periods)
+        return _trend_panel(inputs, config, window_periods)
     m, p = inputs.momentum, inputs.close
     s20, s50, s200 = inputs.sma20, inputs.sma50, inputs.sma200
     vol = inputs.volatility
@@ -281,11 +283,14 @@ def signal_panel(inputs: SignalInputs, config: SignalConfig, window_periods: int
     )
 
 
-def _trend_panel(inputs: SignalInputs, window_periods: int) -> SignalPanel:
-    """The trend rule of the module docstring: BUY above the average, SELL otherwise."""
+def _trend_panel(inputs: SignalInputs, config: SignalConfig, window_periods: int) -> SignalPanel:
+    """The trend rule of the module docstring: BUY above the average (by more than the
+    entry band), SELL at or below it (by the exit band), HOLD in between."""
     with np.errstate(invalid="ignore"):
-        above = inputs.present & (inputs.close > inputs.trend)
-    rule = np.where(above, BUY, SELL).astype(np.int8)
+        above = inputs.present & (inputs.close > inputs.trend * (1 + config.trend_entry_band))
+        below = inputs.close <= inputs.trend * (1 - config.trend_exit_band)
+    usable = inputs.present & ~np.isnan(inputs.close) & ~np.isnan(inputs.trend)
+    rule = np.where(above, BUY, np.where(usable & ~below, HOLD, SELL)).astype(np.int8)
     kind = rule.copy()
     kind[~inputs.present] = -1
     shape = rule.shape
@@ -297,7 +302,7 @@ def _trend_panel(inputs: SignalInputs, window_periods: int) -> SignalPanel:
         np.ones(shape),
         np.full(shape, np.nan),
         np.zeros(shape),
-        above,
+        inputs.present & (rule != SELL),
         nothing,
         nothing,
         np.zeros(shape[0], dtype=bool),
@@ -536,9 +541,22 @@ def _trend_text(panel: SignalPanel, t: int, j: int, config: SignalConfig) -> str
             f"SELL: no {config.trend_window}-session average yet (needs {config.trend_window} "
             "bars): not eligible"
         )
+    entry = average * (1 + config.trend_entry_band)
+    exit_ = average * (1 - config.trend_exit_band)
     if panel.rule[t, j] == BUY:
-        return f"BUY: close {_price(p)} > {name} {_price(average)}: trend up, eligible"
-    return f"SELL: close {_price(p)} <= {name} {_price(average)}: trend down, not eligible"
+        return (
+            f"BUY: close {_price(p)} > {name} {_price(average)} x "
+            f"{1 + config.trend_entry_band:g} = {_price(entry)}: trend up, eligible"
+        )
+    if panel.rule[t, j] == HOLD:
+        return (
+            f"HOLD: close {_price(p)} between the exit {_price(exit_)} and the entry "
+            f"{_price(entry)} around {name} {_price(average)}: a holding stays, no new buy"
+        )
+    return (
+        f"SELL: close {_price(p)} <= {name} {_price(average)} x "
+        f"{1 - config.trend_exit_band:g} = {_price(exit_)}: trend down, not eligible"
+    )
 
 
 def _rule_text(
