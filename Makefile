@@ -3,7 +3,7 @@ SHELL := /bin/bash
 UV := $(shell uv --version >/dev/null 2>&1 && command -v uv || echo $(HOME)/.local/bin/uv)
 SYNCED := .venv/.synced
 
-.PHONY: demo test test-fast lint bench notebooks schema serve clean
+.PHONY: demo test test-fast lint bench notebooks schema serve clean choose-default
 
 $(HOME)/.local/bin/uv:
 	python3 -m pip install --user --quiet uv
@@ -41,6 +41,12 @@ bench: $(SYNCED)
 	$(UV) run --frozen python tests/benchmarks/bench_backtest.py
 	$(UV) run --frozen python tests/benchmarks/bench_sweep.py
 	$(UV) run --frozen python tests/benchmarks/bench_daily.py
+
+## choose-default: the walk-forward that chooses the shipped defaults (config/research/default-oos.yaml)
+choose-default: $(SYNCED)
+	TILLER_DATA_SOURCES=csv:../shared/data/market \
+	TILLER_UNIVERSE=GLD,SPY,QQQ,SLV,XLK,XLF,XLE,XLV,TLT,TIP,EFA,EEM,DBC,VNQ \
+	$(UV) run --frozen tiller walkforward --grid config/research/default-oos.yaml --train 5 --test 1
 
 ## notebooks: execute the research notebooks (offline, on ../shared/data/market; ~4 minutes)
 notebooks: $(SYNCED)
