@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from datetime import timedelta
 from typing import Any
 
@@ -17,11 +18,14 @@ from tiller.store import quality as quality_store
 STAGE = "ingest"
 
 
-def ingest_stage(ctx: RunContext) -> StageOutcome:
+def ingest_stage(
+    ctx: RunContext, progress: Callable[[int, int], None] | None = None
+) -> StageOutcome:
     """Run the ingest stage for ``ctx.as_of`` (checkpointed, see ``tasks.checkpoint``).
 
     With ``force`` the ``as_of`` session itself is fetched again (revisions
     replace stored values); otherwise only sessions after the last stored bar.
+    ``progress(series done, total)`` follows the fetches (``tiller data ingest``).
     """
     settings = ctx.settings
     specs = series_specs(settings)
@@ -44,7 +48,7 @@ def ingest_stage(ctx: RunContext) -> StageOutcome:
         plans = plan_ingest(specs, last, ctx.as_of, settings.history_start)
         chain = build_chain(settings)
         sessions = settings.data.cross_check_sessions if settings.data.cross_check else None
-        return run_ingest(plans, chain, ctx.as_of, sessions)
+        return run_ingest(plans, chain, ctx.as_of, sessions, progress)
 
     def persist(tx: Tx, result: IngestResult) -> tuple[str, str]:
         store = ctx.store

@@ -41,7 +41,7 @@ def resolve_as_of(as_of: date | None, latest: date | None = None) -> date:
         following = f" and {after[0].date()}" if len(after) else ""
         raise ConfigError(
             f"as_of {day} is not an XNYS trading session ({what}); the sessions around it "
-            f"are {before}{following}"
+            f"are {before}{following}: give one of those"
         )
     if day > closed:
         raise ConfigError(

@@ -11,6 +11,7 @@ from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tasks.report import RenderedReport, notify, publish, trade_pnls, write_report
 from tiller import calendars
+from tiller.backtest.gate import GateRecord
 from tiller.backtest.service import stress_rows
 from tiller.reporting.render import render_html
 from tiller.reporting.weekly import WeeklyReportInputs, build_weekly_report
@@ -40,14 +41,17 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
     risk_history = pd.Series(
         levels["level"].astype(int).values, index=pd.to_datetime(levels["as_of"])
     )
-    from tasks.risk import returns_window  # the same returns the risk stage monitors
+    # the returns the risk stage monitors, as a frame (returns_window wraps the same frame)
+    from tasks.portfolio import returns_frame
 
-    returns = returns_window(
+    returns = returns_frame(
         store, settings, as_of, settings.symbols, settings.risk.correlation_window
     )
     week_trades = db.order_count(store, week_start, as_of)
     sent = db.sent_order_statuses(store)
     fill_rate = float((sent["status"] == "filled").mean()) if len(sent) else None
+    all_pnls = trade_pnls(store, date.min, as_of)
+    stress = stress_rows(store)
     runs = db.flow_runs(store, DAILY, as_of)
     uptime = None
     if len(runs):
@@ -59,16 +63,46 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
         week_end=as_of,
         nav_history=nav_history,
         week_trade_pnls=trade_pnls(store, week_start, as_of),
-        all_trade_pnls=trade_pnls(store, date.min, as_of),
+        all_trade_pnls=all_pnls,
         week_trades_count=week_trades,
         weights=weights,
         targets=targets,
         risk_history=risk_history,
         asset_returns=returns,
-        stress_results=stress_rows(store),
+        stress_results=stress,
         deviation=_deviation(store, settings, as_of),
         uptime=uptime,
         fill_rate=fill_rate,
+        performance=_paper_record(store, settings, as_of, nav_history, all_pnls, risk_history),
+        gate_config=settings.gate,
+        stress_scenarios=tuple(s.name for s in settings.stress.scenarios),
+    )
+
+
+def _paper_record(
+    store: Store,
+    settings: Any,
+    as_of: date,
+    nav_history: pd.Series,
+    pnls: tuple[float, ...],
+    risk_history: pd.Series,
+) -> GateRecord:
+    """The paper book for the performance gate: its NAV, the notional its fills traded
+    per session, their commissions and its closed trades' P&L."""
+    fills = db.fills_between(store, date.min, as_of)
+    traded = pd.Series(
+        (fills["qty"].astype(float) * fills["price"].astype(float)).to_numpy(),
+        index=pd.to_datetime(fills["as_of"]),
+        dtype=float,
+    )
+    return GateRecord(
+        label="paper",
+        nav=nav_history,
+        initial_capital=float(settings.optimize.initial_capital),
+        traded=traded,
+        costs=float(fills["commission"].astype(float).sum()),
+        trade_pnls=pnls,
+        levels=risk_history,
     )
 
 

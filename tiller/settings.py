@@ -449,6 +449,47 @@ class StressConfig(_Frozen):
     allow_l4: bool = False
 
 
+class GateThreshold(_Frozen):
+    """A performance target and its minimum acceptable value (fractions or ratios)."""
+
+    target: float
+    minimum: float
+
+
+class PerformanceTargets(_Frozen):
+    """The technical design's strategy performance targets (see :mod:`tiller.backtest.gate`)."""
+
+    annual_return: GateThreshold = GateThreshold(target=0.10, minimum=0.07)
+    volatility: GateThreshold = GateThreshold(target=0.15, minimum=0.18)
+    sharpe: GateThreshold = GateThreshold(target=1.0, minimum=0.7)
+    max_drawdown: GateThreshold = GateThreshold(target=0.15, minimum=0.20)
+    calmar: GateThreshold = GateThreshold(target=0.7, minimum=0.4)
+    win_rate: GateThreshold = GateThreshold(target=0.52, minimum=0.48)
+    profit_factor: GateThreshold = GateThreshold(target=1.3, minimum=1.1)
+    monthly_turnover: GateThreshold = GateThreshold(target=0.30, minimum=0.50)
+    cost_drag: GateThreshold = GateThreshold(target=0.01, minimum=0.02)
+
+
+class PrePaperGate(_Frozen):
+    """The gate before paper trading: a long backtest, its Sharpe and drawdown, the stress
+    tests."""
+
+    years: int = Field(5, ge=1)  # `tiller gate` without a window: the last `years` of data
+    min_years: float = Field(4.95, ge=0)  # years the record must span
+    min_sharpe: float = 0.7
+    max_drawdown: float = Field(0.20, gt=0, lt=1)
+    allow_l4: bool = False
+
+
+class GateConfig(_Frozen):
+    """Performance targets and the pre-paper gate (``config/gate.yaml``, ``tiller gate``)."""
+
+    targets: PerformanceTargets = Field(default_factory=PerformanceTargets)
+    pre_paper: PrePaperGate = Field(default_factory=PrePaperGate)
+    win_rate_basis: Literal["closed_trades", "daily_returns"] = "closed_trades"
+    require_minimums: bool = True  # the verdict also needs every target at its minimum
+
+
 AlertLevel = Literal["INFO", "WARNING", "CRITICAL", "EMERGENCY"]
 
 
@@ -606,6 +647,7 @@ class Settings(BaseSettings):
     execution: ExecutionConfig = Field(default_factory=ExecutionConfig)
     backtest: BacktestConfig = Field(default_factory=BacktestConfig)
     stress: StressConfig = Field(default_factory=StressConfig)
+    gate: GateConfig = Field(default_factory=GateConfig)
 
     # Provider credentials: environment only, never logged (SecretStr).
     massive_api_key: SecretStr | None = Field(

@@ -50,7 +50,7 @@ import math
 import time
 import uuid
 from collections import defaultdict
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass, replace
 from datetime import UTC, date, datetime
@@ -159,6 +159,7 @@ def run_backtest(
     cadence: Cadence | None = None,
     label: str = "backtest",
     run_id: str | None = None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> BacktestResult:
     """Replay ``[start, end]`` (see the module docstring) and return the record.
 
@@ -176,6 +177,9 @@ def run_backtest(
         Human name of the run.
     run_id:
         Identifier; default ``bt-<12 hex>``.
+    progress:
+        Called as ``progress(sessions done, total sessions)`` about every 1% of the
+        sessions replayed, and once at the end (a terminal's progress bar).
 
     Raises
     ------
@@ -184,7 +188,7 @@ def run_backtest(
         a window that runs past the data.
     """
     return _Replay(settings, market, start, end, cadence or settings.backtest.cadence).run(
-        label, run_id or f"bt-{uuid.uuid4().hex[:12]}"
+        label, run_id or f"bt-{uuid.uuid4().hex[:12]}", progress
     )
 
 
@@ -301,8 +305,12 @@ class _Replay:
         return signal_panel(inputs, settings.strategy.signals, window_periods)
 
     # ------------------------------------------------------------------- replay
-    def run(self, label: str, run_id: str) -> BacktestResult:
+    def run(
+        self, label: str, run_id: str, progress: Callable[[int, int], None] | None = None
+    ) -> BacktestResult:
         settings = self.settings
+        total = len(self.days)
+        every = max(1, total // 100)  # report about every 1% of the sessions
         capital = settings.optimize.initial_capital
         book = Portfolio.initial(capital)
         state = RiskState()
@@ -387,6 +395,8 @@ class _Replay:
             daily_rows.append(self._daily(day, snap, decision, traded, rebalance, paid))
             weight_rows.append(self._weights(book, marks, snap.nav, with_cash=True))
             previous_nav, previous_day, previous_level = snap.nav, day, decision.level
+            if progress is not None and ((i + 1) % every == 0 or i + 1 == total):
+                progress(i + 1, total)
         return self._result(run_id, label, daily_rows, weight_rows, trades, events)
 
     # ------------------------------------------------------------------ stages

@@ -98,3 +98,26 @@ class BacktestResult:
     metrics: dict[str, Any]
     timings: dict[str, float] = field(default_factory=dict)
     config: dict[str, Any] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class BenchmarkRun:
+    """A reference strategy run over a backtest's window, for its tearsheet.
+
+    Attributes
+    ----------
+    profile:
+        The configuration profile it ran under (``buy-and-hold-spy``, ``sixty-forty``,
+        ``trend-rp``).
+    result:
+        The run; None when it could not run (``reason`` says why, e.g. missing data).
+    reason:
+        Why there is no run, or None.
+    cached:
+        True when the run was read back from the store instead of replayed.
+    """
+
+    profile: str
+    result: BacktestResult | None = None
+    reason: str | None = None
+    cached: bool = False

@@ -7,7 +7,7 @@ backtest and tests can run the same code.
 
 from __future__ import annotations
 
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
 from datetime import date, timedelta
 
@@ -97,8 +97,10 @@ def run_ingest(
     chain: ProviderChain,
     as_of: date,
     cross_check_sessions: int | None,
+    progress: Callable[[int, int], None] | None = None,
 ) -> IngestResult:
-    """Fetch every planned window through ``chain``.
+    """Fetch every planned window through ``chain``; ``progress(series done, total)`` is
+    called before each series and once at the end.
 
     Raises
     ------
@@ -110,7 +112,9 @@ def run_ingest(
     result = IngestResult(as_of=as_of)
     problems: list[str] = []
     transient = True
-    for plan in plans:
+    for index, plan in enumerate(plans):
+        if progress is not None:
+            progress(index, len(plans))  # series done before this one
         if plan.request is None:
             result.up_to_date.append(plan.spec)
             continue
@@ -144,6 +148,8 @@ def run_ingest(
         result.fetched.append(fetched)
         if cross_check_sessions and fetched.source is not None:
             result.deviations.extend(chain.cross_check(fetched, cross_check_sessions))
+    if progress is not None:
+        progress(len(plans), len(plans))
     if problems:
         raise IngestFailed(
             "ingest failed, nothing was written:\n  " + "\n  ".join(problems), transient

@@ -1,9 +1,12 @@
 """The backtest tearsheet: one self-contained HTML page for a :class:`BacktestResult`.
 
-Sections: headline metrics, cumulative return and drawdown, monthly returns, rolling
-Sharpe, exposure and weights, turnover, costs, the risk-level timeline and events, and
-crisis windows.  The page reuses the daily/weekly report look and helpers
-(:mod:`tiller.reporting.render`): plotly.js is inlined once, so the file opens offline.
+Sections: headline metrics, the benchmarks (buy-and-hold SPY, 60/40 and the trend
+risk-parity reference over the same window, when the service layer ran them), cumulative
+return and drawdown with the worst drawdown periods and the stretches the book sat in cash
+because of a risk level, monthly returns, rolling Sharpe, exposure and weights, turnover,
+costs, the risk-level timeline and events, and crisis windows.  The page reuses the
+daily/weekly report look and helpers (:mod:`tiller.reporting.render`): plotly.js is inlined
+once, so the file opens offline.
 
 The figures are computed by the small pure functions below, all from the result's
 ``daily`` frame.  Units: money in USD, returns, weights and turnover in fractions
@@ -13,6 +16,7 @@ The figures are computed by the small pure functions below, all from the result'
 from __future__ import annotations
 
 import math
+import re
 from collections.abc import Sequence
 from datetime import date
 from typing import Any
@@ -22,9 +26,20 @@ import pandas as pd
 import plotly.graph_objects as go
 from markupsafe import Markup
 
-from tiller.backtest.result import BacktestResult
+from tiller.backtest.result import BacktestResult, BenchmarkRun
 from tiller.reporting.metrics import TRADING_DAYS
-from tiller.reporting.render import NA, _Charts, _date_axis, _env, _missing, money, na, num, pct
+from tiller.reporting.render import (
+    LEVEL_COLOURS,
+    NA,
+    _Charts,
+    _date_axis,
+    _env,
+    _missing,
+    money,
+    na,
+    num,
+    pct,
+)
 
 DEFAULT_CRISIS_WINDOWS: tuple[tuple[str, date, date], ...] = (
     ("2008 financial crisis", date(2008, 1, 1), date(2009, 12, 31)),
@@ -217,6 +232,224 @@ def rolling_sharpe(nav: pd.Series, window: int = ROLLING_WINDOW) -> pd.Series:
     return out.replace([np.inf, -np.inf], np.nan).dropna()
 
 
+DRAWDOWN_PERIODS = 5
+"""Rows of the worst-drawdown-periods table."""
+
+CASH_EXPOSURE = 0.02
+"""A session with exposure (long value / NAV) below this is "in cash"."""
+
+CASH_LEVEL = 2
+"""A stretch in cash is put down to the risk ladder when the level reached this (L2 and L3
+are sell-only, L4 sells everything and halts) on one of its sessions."""
+
+LEVEL_MEANING = {
+    2: "L2: sell-only, exposure x0.75",
+    3: "L3: sell-only, safe havens only, exposure x0.5",
+    4: "L4: everything sold and trading halted, then the wait for calm sessions and the "
+    "re-entry ramp",
+}
+
+
+def drawdown_periods(nav: pd.Series, top: int = DRAWDOWN_PERIODS) -> list[dict[str, Any]]:
+    """The ``top`` deepest drawdown periods of a NAV path, deepest first.
+
+    A period starts at a peak (a session whose NAV is the running maximum, the last one
+    before the NAV falls below it), reaches its trough (the lowest NAV before the peak is
+    regained) and ends at the recovery, the first session whose NAV is back at or above
+    the peak (None when the path ends below it).  ``depth = 1 - NAV(trough) / NAV(peak)``,
+    so the first row's depth is the path's max drawdown.  Lengths are in sessions (steps
+    of the series): ``decline`` peak -> trough, ``recovery`` trough -> recovery (None if
+    not recovered), ``length`` peak -> recovery, or peak -> last session when not
+    recovered; ``days`` is the same span in calendar days.
+
+    Parameters
+    ----------
+    nav : pd.Series
+        End-of-day NAV (USD), indexed by session date.
+    top : int
+        How many periods to return.
+
+    Returns
+    -------
+    list of dict
+        ``peak, trough, recovered`` (dates, ``recovered`` None), ``depth`` (fraction),
+        ``decline, recovery, length`` (sessions), ``days``.
+    """
+    values = _dated(pd.Series(nav, dtype=float)).dropna()
+    v = values.to_numpy(dtype=float)
+    days = [d.date() for d in values.index]
+    periods: list[tuple[int, int, int | None]] = []
+    peak, trough, falling = 0, 0, False
+    for i in range(1, len(v)):
+        if v[i] >= v[peak]:
+            if falling:
+                periods.append((peak, trough, i))
+                falling = False
+            peak = i
+        elif not falling:
+            falling, trough = True, i
+        elif v[i] < v[trough]:
+            trough = i
+    if falling:
+        periods.append((peak, trough, None))
+    rows = []
+    for p, t, r in periods:
+        end = r if r is not None else len(v) - 1
+        rows.append(
+            {
+                "peak": days[p],
+                "trough": days[t],
+                "recovered": None if r is None else days[r],
+                "depth": float(1.0 - v[t] / v[p]),
+                "decline": t - p,
+                "recovery": None if r is None else r - t,
+                "length": end - p,
+                "days": (days[end] - days[p]).days,
+            }
+        )
+    rows.sort(key=lambda row: -row["depth"])
+    return rows[:top]
+
+
+def risk_cash_periods(
+    daily: pd.DataFrame, max_exposure: float = CASH_EXPOSURE, min_level: int = CASH_LEVEL
+) -> list[dict[str, Any]]:
+    """The stretches the book sat in cash because of a risk level.
+
+    A stretch is a run of consecutive sessions with ``exposure < max_exposure``; it is put
+    down to the risk ladder when the level was at least ``min_level`` on one of its
+    sessions (a halt's liquidation and the calm wait after the reset form one stretch;
+    cash the strategy chose, e.g. before its first rebalance, is not listed).
+
+    Parameters
+    ----------
+    daily : pd.DataFrame
+        :attr:`BacktestResult.daily` (needs ``exposure`` and ``level``).
+
+    Returns
+    -------
+    list of dict
+        ``start, end`` (dates), ``sessions``, ``worst_level`` (int), ``reached`` (the
+        first date at the worst level), ``ongoing`` (the run ends in the stretch).
+    """
+    if daily.empty:
+        return []
+    frame = _dated(daily[["exposure", "level"]])
+    cash = (frame["exposure"].astype(float) < max_exposure).to_numpy()
+    levels = pd.to_numeric(frame["level"], errors="coerce").fillna(0).astype(int).to_numpy()
+    out = []
+    i, n = 0, len(frame)
+    while i < n:
+        if not cash[i]:
+            i += 1
+            continue
+        j = i
+        while j + 1 < n and cash[j + 1]:
+            j += 1
+        worst = int(levels[i : j + 1].max())
+        if worst >= min_level:
+            first = i + int(np.argmax(levels[i : j + 1] == worst))
+            out.append(
+                {
+                    "start": frame.index[i].date(),
+                    "end": frame.index[j].date(),
+                    "sessions": j - i + 1,
+                    "worst_level": worst,
+                    "reached": frame.index[first].date(),
+                    "ongoing": j == n - 1,
+                }
+            )
+        i = j + 1
+    return out
+
+
+def cash_sentence(period: dict[str, Any], max_exposure: float = CASH_EXPOSURE) -> str:
+    """One sentence for a :func:`risk_cash_periods` stretch."""
+    level = period["worst_level"]
+    meaning = LEVEL_MEANING.get(level, f"L{level}")
+    until = " (to the end of the run)" if period["ongoing"] else ""
+    return (
+        f"From {period['start']} to {period['end']}{until}, {period['sessions']} session(s), "
+        f"the book sat in cash (exposure below {max_exposure:.0%} of NAV) because of the "
+        f"risk ladder: it reached {meaning} on {period['reached']}."
+    )
+
+
+def relative_metrics(run: BacktestResult, benchmark: BacktestResult) -> dict[str, float | None]:
+    """The run against a benchmark over their common sessions.
+
+    With ``r`` the run's and ``b`` the benchmark's daily returns (``NAV_t / NAV_{t-1} - 1``
+    on the sessions both have): ``excess_return`` = the run's CAGR - the benchmark's
+    (each from its own initial capital, :func:`tiller.backtest.metrics.headline`);
+    ``tracking_error = std(r - b, ddof=1) * sqrt(252)``; ``beta`` = the run's beta to the
+    benchmark ``cov(r, b) / var(b)``; ``correlation`` = Pearson's of ``r`` and ``b``.
+    Each is None when undefined (fewer than 2 common returns, a flat benchmark).
+    """
+    a = _dated(run.daily["nav"].astype(float)) if len(run.daily) else pd.Series(dtype=float)
+    b = (
+        _dated(benchmark.daily["nav"].astype(float))
+        if len(benchmark.daily)
+        else pd.Series(dtype=float)
+    )
+    common = a.index.intersection(b.index)
+    ra = a.reindex(common).pct_change().iloc[1:].to_numpy(dtype=float)
+    rb = b.reindex(common).pct_change().iloc[1:].to_numpy(dtype=float)
+    run_cagr, bench_cagr = run.metrics.get("cagr"), benchmark.metrics.get("cagr")
+    out: dict[str, float | None] = {
+        "excess_return": None
+        if run_cagr is None or bench_cagr is None
+        else float(run_cagr) - float(bench_cagr),
+        "tracking_error": None,
+        "beta": None,
+        "correlation": None,
+        "common_sessions": float(len(common)),
+    }
+    if len(ra) < 2:
+        return out
+    out["tracking_error"] = float(np.std(ra - rb, ddof=1) * math.sqrt(TRADING_DAYS))
+    var_b, var_a = float(np.var(rb, ddof=1)), float(np.var(ra, ddof=1))
+    cov = float(np.cov(ra, rb, ddof=1)[0, 1])
+    if var_b > 1e-18:
+        out["beta"] = cov / var_b
+        if var_a > 1e-18:
+            out["correlation"] = cov / math.sqrt(var_a * var_b)
+    return out
+
+
+_CONFIG_WORDS = {"close": "the close", "next_open": "the next session's open"}
+
+
+def describe_config(config: dict[str, Any]) -> str:
+    """A short description of a run's configuration (universe, cadence, weights, signals,
+    fills) from :attr:`BacktestResult.config`; only those keys are read."""
+    parts = []
+    universe = config.get("universe")
+    if isinstance(universe, list) and universe:
+        shown = ", ".join(str(s) for s in universe[:6]) + (", ..." if len(universe) > 6 else "")
+        parts.append(f"{len(universe)} symbol(s) ({shown})")
+    if config.get("cadence"):
+        parts.append(f"{config['cadence']} rebalancing")
+    if config.get("method"):
+        solver = f" ({config['solver']} solver)" if config.get("method") == "risk_parity" else ""
+        parts.append(f"{config['method']} weights{solver}")
+    if config.get("signals"):
+        parts.append(f"signal rule {config['signals']}")
+    if config.get("fill_price"):
+        fill = _CONFIG_WORDS.get(str(config["fill_price"]), config["fill_price"])
+        parts.append(f"fills at {fill}")
+    if config.get("traded_price") == "adj_close":
+        parts.append("dividend-adjusted prices")
+    if config.get("warmup") is False:
+        parts.append("no warm-up")
+    return ", ".join(parts)
+
+
+def profile_label(config: dict[str, Any]) -> str:
+    """``profile trend-rp`` or ``default configuration`` (no profile recorded)."""
+    profile = config.get("profile")
+    return f"profile {profile}" if profile else "default configuration"
+
+
 # --------------------------------------------------------------------------- page
 
 
@@ -262,7 +495,27 @@ def _largest(weights: pd.DataFrame, keep: int) -> pd.DataFrame:
     return out
 
 
-def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> dict[str, Markup]:
+def _mark_cash(fig: go.Figure, cash: Sequence[dict[str, Any]]) -> None:
+    """Shade each stretch the book sat in cash because of a risk level."""
+    for period in cash:
+        fig.add_vrect(
+            x0=str(period["start"]),
+            x1=str(period["end"]),
+            fillcolor=LEVEL_COLOURS.get(f"L{period['worst_level']}", "#888"),
+            opacity=0.15,
+            line_width=0,
+            annotation_text=f"cash (L{period['worst_level']})",
+            annotation_position="top left",
+        )
+
+
+def _charts(
+    result: BacktestResult,
+    daily: pd.DataFrame,
+    sharpe: pd.Series,
+    cash: Sequence[dict[str, Any]] = (),
+    benchmarks: Sequence[BenchmarkRun] = (),
+) -> dict[str, Markup]:
     charts = _Charts()
     out: dict[str, Markup] = {}
     days = daily.index.date
@@ -280,17 +533,37 @@ def _charts(result: BacktestResult, daily: pd.DataFrame, sharpe: pd.Series) -> d
     else:
         nav = daily["nav"].astype(float)
         cum = nav / result.initial_capital - 1.0
+        # the benchmarks come first on the page: their chart carries plotly.js
+        others = [b.result for b in benchmarks if b.result is not None and len(b.result.daily)]
+        if others:
+            lines = [_line(f"This run ({profile_label(result.config)})", days, cum)]
+            for b in benchmarks:
+                if b.result is None or b.result.daily.empty:
+                    continue
+                bench = b.result.daily["nav"].astype(float) / b.result.initial_capital - 1.0
+                lines.append(_line(b.profile, b.result.daily.index, bench))
+            fig = go.Figure(lines)
+            _mark_cash(fig, cash)
+            add(
+                "benchmarks",
+                fig,
+                "Cumulative return: this run and the benchmarks over the same window",
+                n,
+                yaxis_tickformat=".0%",
+            )
+        fig = go.Figure(
+            _line(
+                "Cumulative return",
+                days,
+                cum,
+                customdata=nav.to_numpy(dtype=float),
+                hovertemplate="%{y:.2%} (NAV $%{customdata:,.2f})<extra></extra>",
+            )
+        )
+        _mark_cash(fig, cash)
         add(
             "returns",
-            go.Figure(
-                _line(
-                    "Cumulative return",
-                    days,
-                    cum,
-                    customdata=nav.to_numpy(dtype=float),
-                    hovertemplate="%{y:.2%} (NAV $%{customdata:,.2f})<extra></extra>",
-                )
-            ),
+            fig,
             "Cumulative return (NAV / initial capital - 1)",
             n,
             yaxis_tickformat=".0%",
@@ -384,9 +657,92 @@ def _events(events: pd.DataFrame) -> list[dict[str, str]]:
     ]
 
 
+_PATH = re.compile(r"(?<![\w.])/(?:[^\s/,;:()]+/)+")
+
+
+def _no_paths(text: str) -> str:
+    """``text`` with absolute folder paths cut down to ``.../`` (no local paths in a page)."""
+    return _PATH.sub(".../", text)
+
+
+_BENCHMARK_ROWS: tuple[tuple[str, str, Any], ...] = (
+    ("final_nav", "Final NAV", money),
+    ("total_return", "Total return", pct),
+    ("cagr", "Annual return (CAGR)", pct),
+    ("volatility", "Annual volatility", pct),
+    ("sharpe", "Sharpe", num),
+    ("max_drawdown", "Max drawdown", pct),
+    ("turnover_one_way", "Turnover, one-way (annualised)", pct),
+    ("costs", "Costs", money),
+    ("max_level", "Worst risk level", lambda v: NA if v is None else f"L{v}"),
+)
+_RELATIVE_ROWS: tuple[tuple[str, str, Any], ...] = (
+    ("excess_return", "Excess return: this run's CAGR - the benchmark's", pct),
+    ("tracking_error", "Tracking error (annualised)", pct),
+    ("beta", "Beta of this run to the benchmark", num),
+    ("correlation", "Correlation of daily returns", num),
+)
+
+
+def _benchmark_table(
+    result: BacktestResult, benchmarks: Sequence[BenchmarkRun] | None
+) -> dict[str, Any] | None:
+    """Columns (this run, then each benchmark that ran) and rows of formatted figures,
+    plus the benchmarks that could not run and why; None without benchmarks."""
+    if benchmarks is None:
+        return None
+    ran = [b for b in benchmarks if b.result is not None]
+    columns = [
+        {
+            "name": "This run",
+            "label": profile_label(result.config),
+            "config": describe_config(result.config),
+            "run_id": result.run_id,
+            "cached": False,
+        }
+    ] + [
+        {
+            "name": b.profile,
+            "label": profile_label(b.result.config),
+            "config": describe_config(b.result.config),
+            "run_id": b.result.run_id,
+            "cached": b.cached,
+        }
+        for b in ran
+        if b.result is not None
+    ]
+    rows = []
+    for key, label, fmt in _BENCHMARK_ROWS:
+        cells = [fmt(result.metrics.get(key))]
+        cells += [fmt(b.result.metrics.get(key)) for b in ran if b.result is not None]
+        rows.append({"label": label, "cells": cells})
+    relative = [relative_metrics(result, b.result) for b in ran if b.result is not None]
+    for key, label, fmt in _RELATIVE_ROWS:
+        rows.append({"label": label, "cells": ["", *[fmt(r[key]) for r in relative]]})
+    missing = [
+        {"profile": b.profile, "reason": _no_paths(b.reason or "did not run")}
+        for b in benchmarks
+        if b.result is None
+    ]
+    return {"columns": columns, "rows": rows, "missing": missing, "ran": len(ran)}
+
+
+def _period_rows(periods: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    return [
+        {
+            **p,
+            "depth_text": pct(p["depth"]),
+            "recovered_text": "not recovered" if p["recovered"] is None else str(p["recovered"]),
+            "recovery_text": NA if p["recovery"] is None else str(p["recovery"]),
+        }
+        for p in periods
+    ]
+
+
 def render_tearsheet(
     result: BacktestResult,
     crisis_windows: Sequence[tuple[str, date, date]] = DEFAULT_CRISIS_WINDOWS,
+    benchmarks: Sequence[BenchmarkRun] | None = None,
 ) -> str:
     """One self-contained HTML page (plotly.js inline once) describing a backtest.
 
@@ -397,6 +753,12 @@ def render_tearsheet(
     crisis_windows : sequence of (name, start, end)
         Windows (inclusive calendar days) reported in the crisis section; those without
         a session in the backtest are listed as not in range.
+    benchmarks : sequence of BenchmarkRun, optional
+        The reference strategies over the same window, run by the service layer
+        (:func:`tiller.backtest.service.benchmark_runs`); their NAV is overlaid on the
+        run's and their figures set side by side (with the run's excess return, tracking
+        error and beta, :func:`relative_metrics`).  A benchmark without a run is named with
+        the reason.  None: the page says benchmarks were not computed.
 
     Returns
     -------
@@ -404,6 +766,7 @@ def render_tearsheet(
         The HTML document.
     """
     daily = _dated(result.daily)
+    cash = risk_cash_periods(daily)
     sharpe = rolling_sharpe(daily["nav"]) if len(daily) else pd.Series(dtype=float)
     turnover = annual_turnover(daily) if len(daily) else pd.Series(dtype=float)
     commission = float(daily["commission"].sum()) if len(daily) else 0.0
@@ -420,7 +783,12 @@ def render_tearsheet(
     return template.render(
         result=result,
         headline=_headline(result),
-        charts=_charts(result, daily, sharpe),
+        profile=profile_label(result.config),
+        configuration=describe_config(result.config),
+        charts=_charts(result, daily, sharpe, cash, benchmarks or ()),
+        benchmarks=_benchmark_table(result, benchmarks),
+        drawdown_periods=_period_rows(drawdown_periods(daily["nav"])) if len(daily) else [],
+        cash_periods=[cash_sentence(p) for p in cash],
         months=MONTHS,
         monthly=_monthly_rows(monthly_returns(daily["nav"], result.initial_capital)),
         turnover=[(int(y), float(v) / 2.0, float(v)) for y, v in turnover.items()],

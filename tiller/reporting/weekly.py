@@ -5,6 +5,11 @@ the base when the history has one) and the week's closed-trade P&L; the
 GO/NO-GO gates use the whole paper-trading history.  Every gate reports its
 ``value``, ``threshold`` and a ``status`` of ``"pass"``, ``"fail"`` or
 ``"insufficient_data"``; the verdict is ``"GO"`` only when every gate passes.
+
+The ``performance_gate`` section judges the same paper record against the technical
+design's strategy performance targets and pre-paper gate
+(:func:`tiller.backtest.gate.evaluate`); it is information next to the GO/NO-GO gates and
+does not change their verdict.
 """
 
 from __future__ import annotations
@@ -16,8 +21,10 @@ from typing import Any
 import numpy as np
 import pandas as pd
 
+from tiller.backtest.gate import GateRecord, evaluate
 from tiller.reporting import metrics
 from tiller.reporting.daily import SCHEMA_VERSION, series_points, to_jsonable
+from tiller.settings import GateConfig
 
 NO_STRESS = "No stress test has been run yet."
 NO_BACKTEST = "No backtest to compare yet."
@@ -75,6 +82,12 @@ class WeeklyReportInputs:
     fill_rate: float | None = None
     """Fraction of submitted orders that filled; None when no order was submitted."""
     gates: Gates = field(default_factory=Gates)
+    performance: GateRecord | None = None
+    """The paper record for the performance targets and the pre-paper gate; None: the
+    section says it was not evaluated."""
+    gate_config: GateConfig = field(default_factory=GateConfig)
+    stress_scenarios: tuple[str, ...] = ()
+    """The configured stress scenario names (each must be in the stress batch)."""
 
 
 def _week_nav(nav: pd.Series, start: dt.date, end: dt.date) -> pd.Series:
@@ -235,6 +248,23 @@ def _deviation(inputs: WeeklyReportInputs) -> dict[str, Any]:
     return out
 
 
+def _performance_gate(inputs: WeeklyReportInputs) -> dict[str, Any]:
+    if inputs.performance is None:
+        return {"available": False, "notes": ["The performance gate was not evaluated."]}
+    report = evaluate(
+        inputs.performance, inputs.gate_config, inputs.stress_results, inputs.stress_scenarios
+    )
+    notes = [
+        "The paper record against the strategy performance targets and the pre-paper gate "
+        "(the technical design's 7.1 and 8.1); information only, the GO/NO-GO verdict above "
+        "is separate.",
+        "Cost drag counts commissions: the paper fills' slippage is inside their prices.",
+    ]
+    if report["record"]["sessions"] == 0:
+        notes.append("No NAV recorded yet: every figure is n/a.")
+    return {"available": True, **report, "notes": notes}
+
+
 def build_weekly_report(inputs: WeeklyReportInputs) -> dict[str, Any]:
     """The weekly review as a JSON-serialisable dict (schema ``1.0``, see ``reports/SCHEMA.md``)."""
     nav = pd.Series(inputs.nav_history, dtype=float).sort_index()
@@ -251,6 +281,7 @@ def build_weekly_report(inputs: WeeklyReportInputs) -> dict[str, Any]:
         "correlation": _correlation(inputs),
         "stress_tests": _stress(inputs),
         "deviation": _deviation(inputs),
+        "performance_gate": _performance_gate(inputs),
         "series": {"daily_pnl": series_points(week_nav.diff().iloc[1:], "pnl")},
     }
     out: dict[str, Any] = to_jsonable(report)

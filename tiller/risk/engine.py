@@ -304,9 +304,12 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
     """
     as_of, nav = inputs.as_of, inputs.nav
     if state.last_date is not None and as_of < state.last_date:
+        last = state.last_date.isoformat()
         raise ValueError(
             f"as_of {as_of.isoformat()} is before the risk state's last assessed date "
-            f"{state.last_date.isoformat()}; load the state saved before {as_of.isoformat()}"
+            f"{last}: the risk state only moves forward. Run {last} or a later session; to "
+            f"replay {as_of.isoformat()}..{last} use "
+            f"`tiller backtest --start {as_of.isoformat()} --end {last}`"
         )
     new_day = state.last_date is None or as_of > state.last_date
     compute_drawdown(nav, nav)  # validates nav

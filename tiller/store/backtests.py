@@ -85,12 +85,34 @@ def save_result(store: Store, result: BacktestResult, kind: str = "backtest") ->
         store.insert(tx, BACKTEST_EVENTS, events)
 
 
+BENCHMARK = "benchmark"
+"""The ``kind`` of the tearsheets' cached benchmark runs."""
+
+
 def list_runs(store: Store, kind: str | None = None) -> pd.DataFrame:
-    """Runs, newest first (run id, label, kind, dates, cadence, metrics JSON)."""
+    """Runs, newest first (run id, label, kind, dates, cadence, metrics JSON).
+
+    Without ``kind``: every run but the cached benchmark runs (``kind="benchmark"`` lists
+    those)."""
     query = select(BACKTEST_RUNS).order_by(BACKTEST_RUNS.c.created_at.desc())
     if kind is not None:
         query = query.where(BACKTEST_RUNS.c.kind == kind)
+    else:
+        query = query.where(BACKTEST_RUNS.c.kind != BENCHMARK)
     return store.select(query)
+
+
+def find_benchmark(store: Store, key: str) -> BacktestResult | None:
+    """The newest cached benchmark run whose ``config["benchmark_key"]`` is ``key``."""
+    runs = store.select(
+        select(BACKTEST_RUNS.c.run_id, BACKTEST_RUNS.c.config)
+        .where(BACKTEST_RUNS.c.kind == BENCHMARK)
+        .order_by(BACKTEST_RUNS.c.created_at.desc())
+    )
+    for run_id, config in zip(runs["run_id"], runs["config"], strict=True):
+        if json.loads(config).get("benchmark_key") == key:
+            return load_result(store, str(run_id))
+    return None
 
 
 def load_result(store: Store, run_id: str) -> BacktestResult:
@@ -150,11 +172,32 @@ def save_stress(store: Store, batch_id: str, outcomes: Sequence[dict[str, Any]])
         )
 
 
-def latest_stress(store: Store) -> pd.DataFrame:
-    """The scenarios of the most recent stress batch (empty when none ran)."""
+ANY_PROFILE = "*"
+"""``latest_stress(profile=ANY_PROFILE)``: the latest batch whatever profile it ran under."""
+
+
+def latest_stress(store: Store, profile: str | None = ANY_PROFILE) -> pd.DataFrame:
+    """The scenarios of the most recent stress batch (empty when none ran).
+
+    ``profile``: the latest batch whose runs were made under that configuration profile
+    (``config["profile"]`` of the runs; None: no profile; a run saved before profiles were
+    recorded counts as None); the default takes the latest batch of any profile."""
     frame = store.select(select(STRESS_RESULTS).order_by(STRESS_RESULTS.c.created_at.desc()))
     if frame.empty:
         return frame
+    if profile != ANY_PROFILE:
+        configs = store.select(
+            select(BACKTEST_RUNS.c.run_id, BACKTEST_RUNS.c.config).where(
+                BACKTEST_RUNS.c.run_id.in_(frame["run_id"].unique().tolist())
+            )
+        )
+        profiles = {
+            str(r): json.loads(c).get("profile")
+            for r, c in zip(configs["run_id"], configs["config"], strict=True)
+        }
+        frame = frame[[profiles.get(str(r)) == profile for r in frame["run_id"]]]
+        if frame.empty:
+            return frame.reset_index(drop=True)
     batch = frame["batch_id"].iloc[0]
     return frame[frame["batch_id"] == batch].sort_values("id").reset_index(drop=True)
 

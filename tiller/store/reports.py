@@ -156,6 +156,23 @@ def sell_fills(store: Store, start: date, end: date) -> pd.DataFrame:
     )
 
 
+def fills_between(store: Store, start: date, end: date) -> pd.DataFrame:
+    """The fills of ``[start, end]`` in the order they were booked: ``as_of, symbol, side,
+    qty, price`` (USD per share), ``commission`` (USD)."""
+    return store.select(
+        select(
+            FILLS.c.as_of,
+            FILLS.c.symbol,
+            FILLS.c.side,
+            FILLS.c.qty,
+            FILLS.c.price,
+            FILLS.c.commission,
+        )
+        .where(FILLS.c.as_of >= start, FILLS.c.as_of <= end)
+        .order_by(FILLS.c.as_of, FILLS.c.id)
+    )
+
+
 def fills_on(store: Store, as_of: date) -> pd.DataFrame:
     """The fills of ``as_of``: ``symbol, side, qty, price`` (USD per share), ``commission``
     (USD)."""
