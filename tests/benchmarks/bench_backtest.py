@@ -25,7 +25,9 @@ Cases (data: ``<repo>/../shared/data``):
 Each case is timed three ways:
 
 ``tiller backtest``
-    the command a user runs: load, replay, save the run to SQLite, write the tearsheet;
+    the command a user runs: load, replay, save the run to SQLite, write the tearsheet
+    (``--no-benchmarks``: the tearsheet's benchmark runs are cached per window and would
+    be computed afresh in every new ``TILLER_HOME``);
 ``engine``
     load and replay only (``load_market`` + ``run_backtest``; what other engines' timings
     cover), with the engine's own stage split;
@@ -148,7 +150,7 @@ def measure(case: Case, repeats: int, folder: Path) -> dict[str, object]:
     for i in range(repeats):
         env = _clean_env(case.env, folder / f"{case.key}-cli-{i}")
         command = [python, "-m", "tiller.cli", "backtest", "--start", case.start]
-        runs.append(_timed([*command, "--end", case.end, "--json"], env))
+        runs.append(_timed([*command, "--end", case.end, "--no-benchmarks", "--json"], env))
     wall, peak, out = _median(runs)
     summary = json.loads(out)
     row |= {"cli_s": wall, "cli_mib": peak, "final_nav": summary["metrics"]["final_nav"]}
