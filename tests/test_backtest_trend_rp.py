@@ -60,7 +60,7 @@ def _backtest(home: Path, task: dict) -> dict:
     start, end = task["window"]
     done = subprocess.run(
         [sys.executable, "-m", "tiller.cli", "backtest", "--profile", task["profile"]]
-        + ["--start", start, "--end", end, "--json"],
+        + ["--start", start, "--end", end, "--no-benchmarks", "--json"],
         env=env,
         capture_output=True,
         text=True,

@@ -36,7 +36,7 @@ def _tiller(home: Path, *args: str) -> dict:
     env = {k: v for k, v in os.environ.items() if not k.startswith("TILLER_")}
     env |= {"TILLER_HOME": str(home), "TILLER_DATA_SOURCES": f"csv:{MARKET}"}
     done = subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args],
+        [sys.executable, "-m", "tiller.cli", *args, "--no-benchmarks"],
         env=env,
         capture_output=True,
         text=True,
