@@ -18,11 +18,12 @@ def deployments() -> list[Any]:
     """The deployments this process serves."""
     from prefect.schedules import Cron
 
+    from flows.artifacts import hide_parameters
     from flows.daily_rebalance import daily_rebalance
     from flows.research_sweep import research_sweep
     from flows.weekly_review import weekly_review
 
-    return [
+    served = [
         daily_rebalance.to_deployment(
             name="daily-rebalance",
             schedule=Cron(DAILY_CRON, timezone=TIMEZONE),
@@ -41,6 +42,7 @@ def deployments() -> list[Any]:
             tags=["tiller", "research"],
         ),
     ]
+    return [hide_parameters(d) for d in served]  # run_id is Tiller's, not an operator's
 
 
 def serve_deployments() -> None:

@@ -6,6 +6,8 @@ them directly); this module is the one place that wraps them for the flows.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from typing import TYPE_CHECKING
 from uuid import UUID
 
 from prefect import task
@@ -13,7 +15,10 @@ from prefect.cache_policies import NO_CACHE
 
 from tasks.daily import DailyStages, plain_stages
 from tasks.ingest import retry_when_transient
-from tasks.weekly import weekly_report_stage
+
+if TYPE_CHECKING:
+    from tasks.checkpoint import StageOutcome
+    from tasks.context import RunContext
 
 
 def daily_stages() -> DailyStages:
@@ -42,7 +47,12 @@ def daily_stages() -> DailyStages:
     )
 
 
-weekly_report = task(name="weekly-report", cache_policy=NO_CACHE)(weekly_report_stage)
+def weekly_report() -> Callable[[RunContext], StageOutcome]:
+    """The weekly report stage as a Prefect task (imported here, so that the daily flow
+    does not load the weekly review's modules: the backtest service, the weekly report)."""
+    from tasks.weekly import weekly_report_stage
+
+    return task(name="weekly-report", cache_policy=NO_CACHE)(weekly_report_stage)
 
 
 def mark_crashed(flow_run_ids: list[str]) -> None:

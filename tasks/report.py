@@ -2,15 +2,15 @@
 
 Loads what the run stored, builds the JSON report with the pure builders in
 ``tiller.reporting``, renders the self-contained HTML, writes both under
-``TILLER_HOME/reports/{daily,weekly}/``, registers them in ``reports``,
-publishes Prefect artifacts (inside a flow run) and sends the summary through
-the notifier.  A notification failure never fails the stage.
+``TILLER_HOME/reports/{daily,weekly}/``, registers them in ``reports`` and sends
+the summary through the notifier (the flows publish the Prefect artifacts after the
+run: ``flows/artifacts.py``).  A notification failure never fails the stage.
 """
 
 from __future__ import annotations
 
 import json
-import sys
+import logging
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -20,13 +20,16 @@ import pandas as pd
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
-from tiller.reporting.daily import DailyReportInputs, build_daily_report
-from tiller.reporting.render import render_html, render_markdown_summary, summary_text
+from tiller.errors import ConfigError
+from tiller.reporting.daily import DailyReportInputs, build_daily_report, why_not_executed
+from tiller.reporting.render import render_html, summary_text
 from tiller.store import Tx
 from tiller.store import reports as db
 from tiller.store.repo import Store
 
 FINAL_FAILURES = ("rejected", "failed", "canceled", "expired")
+
+log = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -56,8 +59,48 @@ def trade_pnls(store: Store, start: date, end: date) -> tuple[float, ...]:
     return tuple(pnls)
 
 
-def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyReportInputs:
-    """Everything the daily report shows for ``as_of``, read from the store."""
+def check_ran(store: Store, flow: str, as_of: date) -> None:
+    """A report is only rendered for a session ``flow`` ran (whatever its outcome).
+
+    Raises
+    ------
+    ConfigError
+        One line naming the sessions that did run (or saying none has).
+    """
+    runs = db.flow_runs(store, flow, date.max)
+    days = sorted({pd.Timestamp(d).date() for d in runs["as_of"]}) if len(runs) else []
+    if as_of in days:
+        return
+    if not days:
+        ran = f"no {flow} run is stored yet; start with `tiller run daily`"
+    else:
+        before = [d for d in days if d < as_of]
+        after = [d for d in days if d > as_of]
+        around = ", ".join(
+            part
+            for part in (
+                f"the last before it is {before[-1]}" if before else "",
+                f"the next after it is {after[0]}" if after else "",
+            )
+            if part
+        )
+        ran = f"{len(days)} session(s) ran from {days[0]} to {days[-1]}; {around}"
+    raise ConfigError(f"no {flow} run for {as_of}, so there is no report to render: {ran}")
+
+
+def daily_inputs(
+    store: Store, settings: Any, flow: str, as_of: date, require_run: bool = True
+) -> DailyReportInputs:
+    """Everything the daily report shows for ``as_of``, read from the store.
+
+    Raises
+    ------
+    ConfigError
+        ``require_run`` and ``flow`` never ran for ``as_of`` (:func:`check_ran`): a report
+        of a date that never ran would invent one (a "first run" at the initial capital).
+    """
+    if require_run:
+        check_ran(store, flow, as_of)
     navs = db.nav_history(store, as_of)
     nav_history = pd.Series(navs["nav"].astype(float).values, index=pd.to_datetime(navs["as_of"]))
     cash = float(navs["cash"].iloc[-1]) if len(navs) else settings.optimize.initial_capital
@@ -83,20 +126,8 @@ def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyRe
         risk_history = pd.Series(
             decisions["level"].astype(int).values, index=pd.to_datetime(decisions["as_of"])
         )
-    rejected = db.rejections_on(store, as_of)
-    why_not = dict(zip(rejected["symbol"], rejected["reason"], strict=False))
-    for trade in trades:
-        if trade["status"] in FINAL_FAILURES and trade["reason"]:
-            why_not.setdefault(trade["symbol"], trade["reason"])
-    executed = {t["symbol"] for t in trades if t["status"] not in FINAL_FAILURES}
-    signals = [
-        {
-            **row,
-            "executed": row["symbol"] in executed,
-            "rejection_reason": why_not.get(row["symbol"]),
-        }
-        for row in _records(db.signals_on(store, as_of))
-    ]
+    stages = db.stage_runs(store, flow, as_of)
+    signals = _signals(store, flow, as_of, trades, positions, targets, stages)
     report = db.quality_report_on(store, as_of)
     quality: dict[str, Any] = {"status": "not run", "blocking": 0, "warnings": 0, "findings": []}
     if len(report):
@@ -108,7 +139,6 @@ def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyRe
             "warnings": int(row["warnings"]),
             "findings": _records(findings),
         }
-    stages = db.stage_runs(store, flow, as_of)
     health = {
         "stage_timings_ms": {str(r.stage): float(r.duration_ms) for r in stages.itertuples()},
         "retries": int(sum(max(int(t.get("attempts") or 1) - 1, 0) for t in trades)),
@@ -128,7 +158,90 @@ def daily_inputs(store: Store, settings: Any, flow: str, as_of: date) -> DailyRe
         signals=signals,
         data_quality=quality,
         health=health,
+        regime=_regime(store, settings, as_of),
     )
+
+
+def _signals(
+    store: Store,
+    flow: str,
+    as_of: date,
+    trades: list[dict[str, Any]],
+    positions: list[dict[str, Any]],
+    targets: pd.DataFrame,
+    stages: pd.DataFrame,
+) -> list[dict[str, Any]]:
+    """The day's signals, each with whether an order went out and, if none did, why: a
+    pre-trade rejection, a failed order, the risk stage's buy block, an orders stage that
+    did not complete, or what the targets and the book say (:func:`why_not_executed`)."""
+    rejected = db.rejections_on(store, as_of)
+    why_not = dict(zip(rejected["symbol"], rejected["reason"], strict=False))
+    for trade in trades:
+        if trade["status"] in FINAL_FAILURES and trade["reason"]:
+            why_not.setdefault(trade["symbol"], trade["reason"])
+    blocks = db.risk_events_on(store, as_of, "buy_block")
+    blocked = {str(r.symbol): f"risk: {r.reason}" for r in blocks.itertuples() if r.symbol}
+    executed = {t["symbol"] for t in trades if t["status"] not in FINAL_FAILURES}
+    orders_done = bool(((stages["stage"] == "orders") & (stages["status"] == "completed")).any())
+    optimization = db.optimization_on(store, as_of) or {}
+    skipped: dict[str, str] = {}
+    for item in json.loads(optimization.get("skipped") or "[]"):
+        if isinstance(item, list | tuple) and len(item) == 2:
+            skipped.setdefault(str(item[0]), str(item[1]))
+    weights = {str(p["symbol"]): float(p.get("weight") or 0.0) for p in positions}
+    goals = {str(r.symbol): float(r.weight) for r in targets.itertuples()}
+    rows = []
+    for row in _records(db.signals_on(store, as_of)):
+        symbol = str(row["symbol"])
+        reason = why_not.get(symbol)
+        if symbol not in executed and not reason:
+            if str(row["signal"]).upper() in ("BUY", "STRONG_BUY") and symbol in blocked:
+                reason = blocked[symbol]
+            elif not orders_done:
+                reason = "no orders were placed: the orders stage did not complete this day"
+            else:
+                eligible = row.get("long_eligible")
+                reason = why_not_executed(
+                    str(row["signal"]),
+                    None if eligible is None else bool(eligible),
+                    weights.get(symbol),
+                    goals.get(symbol),
+                    skipped.get(symbol),
+                )
+        row.pop("long_eligible", None)
+        rows.append(
+            {
+                **row,
+                "executed": symbol in executed,
+                "rejection_reason": reason,
+            }
+        )
+    return rows
+
+
+def _regime(store: Store, settings: Any, as_of: date) -> dict[str, Any]:
+    """The regime of ``as_of``, the VIX close it came from and what it changes."""
+    from tiller.strategy.signals import regime_effect
+
+    record = db.regime_record_on(store, as_of)
+    if record is None:
+        return {}
+    config = settings.strategy
+    vix = None if record["vix"] is None else float(record["vix"])
+    return {
+        "regime": str(record["regime"]),
+        "vix": vix,
+        "vix_date": record["vix_date"],
+        "reason": str(record["reason"]),
+        "effect": regime_effect(
+            str(record["regime"]), vix, config.signals, settings.risk.l1_min_confidence
+        ),
+        "thresholds": {
+            "ELEVATED": config.regime.elevated,
+            "HIGH_VOL": config.regime.high_vol,
+            "EXTREME": config.regime.extreme,
+        },
+    }
 
 
 def _notification_failures(store: Store, as_of: date) -> list[dict[str, Any]]:
@@ -160,39 +273,40 @@ def write_report(
     return json_path, html_path
 
 
-def publish(rendered: RenderedReport, html_path: Path) -> None:
-    """Prefect artifacts (a markdown summary and a table) when running inside a flow."""
-    if "prefect" not in sys.modules:  # a local run (no Prefect imported): nothing to publish
-        return
-    from prefect.context import FlowRunContext
-
-    if FlowRunContext.get() is None:
-        return
-    from prefect.artifacts import create_markdown_artifact, create_table_artifact
-
-    key = f"{rendered.kind}-report"
-    create_markdown_artifact(
-        render_markdown_summary(rendered.report, rendered.kind) + f"\n\nHTML: `{html_path}`",
-        key=key,
-        description=f"{rendered.kind} report {rendered.as_of}",
-    )
-    rows = rendered.report.get("positions") or rendered.report.get("targets_vs_actual") or []
-    if isinstance(rows, list) and rows:
-        create_table_artifact(rows, key=f"{key}-table", description="positions / targets")
-
-
 def notify(settings: Any, store: Store, rendered: RenderedReport, html_path: Path) -> str:
-    """Send the summary with the HTML attached; returns the outcome's status (never raises)."""
-    from tiller.alerts import Notifier, summary
+    """Send the summary; returns the outcome's status (never raises).
 
-    alert = summary(
-        rendered.kind, rendered.as_of, summary_text(rendered.report, rendered.kind), html_path
-    )
-    return Notifier(settings, store).send(alert).status
+    Each channel gets a short message in the format it shows (email: an HTML table and a
+    text part; Slack: markdown; a webhook: plain text) naming the full report's files, and
+    a light copy of the report is attached: its tables without charts or plotly.js (tens of
+    kilobytes; the full page is about 5 MB and stays on the Tiller host).
+    """
+    import tempfile
+
+    from tiller.alerts import Notifier, summary
+    from tiller.reporting.message import build_message
+
+    kind, as_of = rendered.kind, rendered.as_of
+    json_path = html_path.with_suffix(".json")
+    links = [("Full report (HTML)", str(html_path))]
+    if json_path.is_file():
+        links.append(("JSON", str(json_path)))
+    with tempfile.TemporaryDirectory(prefix="tiller-summary-") as folder:
+        light = Path(folder) / f"{kind}-{as_of.isoformat()}-tables.html"
+        try:
+            message = build_message(rendered.report, kind, links)
+            light.write_text(render_html(rendered.report, kind, charts=False), encoding="utf-8")
+            alert = summary(kind, as_of, message.text, light, message.html, message.markdown)
+        except Exception:  # a summary that cannot be built still says where the report is
+            log.exception("could not build the %s summary of %s", kind, as_of)
+            text = summary_text(rendered.report, kind) + f"\n\nFull report: {html_path}"
+            alert = summary(kind, as_of, text)
+        return Notifier(settings, store).send(alert).status
 
 
 def report_stage(ctx: RunContext) -> StageOutcome:
-    """Build, render, save, register, publish and send the daily report of ``as_of``."""
+    """Build, render, save, register and send the daily report of ``as_of`` (the flow
+    publishes it as Prefect artifacts: :func:`flows.artifacts.publish_run`)."""
     inputs = daily_inputs(ctx.store, ctx.settings, ctx.flow, ctx.as_of)
     key = fingerprint(ctx.as_of, str(inputs.nav_history.to_dict()), inputs.trades, inputs.risk)
 
@@ -209,6 +323,5 @@ def report_stage(ctx: RunContext) -> StageOutcome:
 
     outcome = run_stage(ctx, "report", key, compute, persist)
     if outcome.status == "completed" and "html" in paths:
-        publish(outcome.value, paths["html"])
         notify(ctx.settings, ctx.store, outcome.value, paths["html"])
     return outcome

@@ -9,7 +9,7 @@ import pandas as pd
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
-from tasks.report import RenderedReport, notify, publish, trade_pnls, write_report
+from tasks.report import RenderedReport, notify, trade_pnls, write_report
 from tiller import calendars
 from tiller.backtest.gate import GateRecord
 from tiller.backtest.service import stress_rows
@@ -118,7 +118,8 @@ def _deviation(store: Store, settings: Any, as_of: date) -> dict[str, Any] | Non
 
 
 def weekly_report_stage(ctx: RunContext) -> StageOutcome:
-    """Build, render, save, register, publish and send the weekly review of ``as_of``."""
+    """Build, render, save, register and send the weekly review of ``as_of`` (the flow
+    publishes it as Prefect artifacts: :func:`flows.artifacts.publish_run`)."""
     inputs = weekly_inputs(ctx.store, ctx.settings, ctx.as_of)
     key = fingerprint(ctx.as_of, str(inputs.nav_history.to_dict()), inputs.week_trades_count)
 
@@ -135,6 +136,5 @@ def weekly_report_stage(ctx: RunContext) -> StageOutcome:
 
     outcome = run_stage(ctx, "report", key, compute, persist)
     if outcome.status == "completed" and "html" in paths:
-        publish(outcome.value, paths["html"])
         notify(ctx.settings, ctx.store, outcome.value, paths["html"])
     return outcome

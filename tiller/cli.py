@@ -224,6 +224,7 @@ def _run_local(settings: Any, run: Any) -> dict[str, Any]:
     from tiller.store.repo import Store
 
     run_id = str(uuid.uuid4())
+    capital = float(settings.optimize.initial_capital)
     try:
         run(run_id)
     except Exception:
@@ -231,12 +232,12 @@ def _run_local(settings: Any, run: Any) -> dict[str, Any]:
         try:
             if store.run(run_id) is None:
                 raise
-            return {**summarize(store, run_id), "orchestrator": "local"}
+            return {**summarize(store, run_id, capital), "orchestrator": "local"}
         finally:
             store.close()
     store = Store.open(settings.db_url, migrate=False)
     try:
-        return {**summarize(store, run_id), "orchestrator": "local"}
+        return {**summarize(store, run_id, capital), "orchestrator": "local"}
     finally:
         store.close()
 
@@ -252,7 +253,8 @@ def _run_flow(
     try:
         store = Store.open(settings.db_url, migrate=False)
         if store.run(run_id) is not None:
-            return {**summarize(store, run_id), "orchestrator": "prefect"}
+            capital = float(settings.optimize.initial_capital)
+            return {**summarize(store, run_id, capital), "orchestrator": "prefect"}
     except TillerError:
         pass
     error = state.message or "the flow failed before it started"
@@ -273,17 +275,10 @@ def _run_flow(
 
 
 def _print_summary(summary: dict[str, Any]) -> None:
-    typer.echo(f"{summary['flow']} {summary['as_of']}: {summary['status']}")
-    for stage, status in summary["stages"].items():
-        typer.echo(f"  {stage:<10} {status}")
-    quality = summary.get("data_quality")
-    if quality:
-        typer.echo(
-            f"  data quality: {quality['status']} "
-            f"({quality['blocking']} blocking, {quality['warnings']} warnings)"
-        )
-    if summary["error"]:
-        typer.echo(f"  error: {summary['error']}")
+    """What the run did, in a few lines (:func:`flows.summary.render_summary`)."""
+    from flows.summary import render_summary
+
+    typer.echo(render_summary(summary))
 
 
 Prefect = Annotated[
@@ -1073,6 +1068,45 @@ def walkforward_command(
             f"IS {_num(step['is_score'])}  OOS {_num(step['oos_score'])}"
         )
     typer.echo(f"  report {summary['report']}")
+
+
+notify_app = typer.Typer(help="Notification channels (apprise URLs).", no_args_is_help=True)
+app.add_typer(notify_app, name="notify")
+
+
+@notify_app.command("test")
+def notify_test() -> None:
+    """Send a test message to every configured channel (TILLER_NOTIFY_URLS and
+    config/alerts.yaml) and print each outcome; exit 1 if any channel failed."""
+    try:
+        from tiller.alerts import check_channels
+        from tiller.settings import load_settings
+
+        settings = load_settings()  # an unusable URL: one line, exit 2
+        checks = check_channels(settings)
+        if not checks:
+            raise TillerError(
+                "no notification channel is configured: set TILLER_NOTIFY_URLS (comma- or "
+                "space-separated apprise URLs, e.g. mailtos://..., slack://..., json://...) "
+                "or alerts.channels in config/alerts.yaml"
+            )
+    except TillerError as exc:
+        _fail(str(exc))
+        return
+    typer.echo(f"test message sent to {len(checks)} channel(s):")
+    width = max(len(c.label) for c in checks)
+    for check in checks:
+        levels = "all levels" if len(check.levels) == 4 else ", ".join(check.levels)
+        line = f"  {check.position}. {'ok    ' if check.ok else 'FAILED'}  {check.label:<{width}}"
+        line += f"  {check.service} ({levels})"
+        typer.echo(line + ("" if check.ok else f": {check.error}"))
+    failed = sum(1 for c in checks if not c.ok)
+    typer.echo(
+        f"{len(checks) - failed} of {len(checks)} channel(s) delivered"
+        + (f", {failed} failed" if failed else "")
+    )
+    if failed:
+        raise typer.Exit(1)
 
 
 def main() -> None:

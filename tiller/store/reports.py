@@ -22,12 +22,14 @@ from tiller.store.repo import (
     DQ_REPORTS,
     FILLS,
     NAV_SNAPSHOTS,
+    OPTIMIZATIONS,
     ORDER_REJECTIONS,
     ORDERS,
     POSITION_SNAPSHOTS,
     REGIMES,
     REPORTS,
     RISK_DECISIONS,
+    RISK_EVENTS,
     RUNS,
     SIGNALS,
     TARGETS,
@@ -261,14 +263,60 @@ def latest_targets_date(store: Store, as_of: date) -> date | None:
 
 
 def signals_on(store: Store, as_of: date) -> pd.DataFrame:
-    """The strategy signals of ``as_of``: ``symbol, signal, confidence, reason``."""
+    """The strategy signals of ``as_of``: ``symbol, signal, confidence, reason,
+    long_eligible``."""
     return store.select(
         select(
             SIGNALS.c.symbol,
             SIGNALS.c.signal,
             SIGNALS.c.confidence,
             SIGNALS.c.reason,
+            SIGNALS.c.long_eligible,
         ).where(SIGNALS.c.as_of == as_of)
+    )
+
+
+def signals_before(store: Store, as_of: date) -> pd.DataFrame:
+    """The signals of the newest session before ``as_of`` that has any: ``as_of, symbol,
+    signal`` (empty on the first session)."""
+    previous = store.select(select(func.max(SIGNALS.c.as_of)).where(SIGNALS.c.as_of < as_of))
+    day = previous.iloc[0, 0]
+    if day is None or pd.isna(day):
+        return pd.DataFrame(columns=["as_of", "symbol", "signal"])
+    return store.select(
+        select(SIGNALS.c.as_of, SIGNALS.c.symbol, SIGNALS.c.signal).where(SIGNALS.c.as_of == day)
+    )
+
+
+def regime_record_on(store: Store, as_of: date) -> dict[str, Any] | None:
+    """The regime row of ``as_of``: ``regime, vix`` (the close it came from), ``vix_date``,
+    ``reason``; None before the regime stage ran."""
+    rows = store.select(
+        select(REGIMES.c.regime, REGIMES.c.vix, REGIMES.c.vix_date, REGIMES.c.reason).where(
+            REGIMES.c.as_of == as_of
+        )
+    )
+    return None if rows.empty else dict(rows.iloc[0])
+
+
+def optimization_on(store: Store, as_of: date) -> dict[str, Any] | None:
+    """How the targets of ``as_of`` were built: ``method, reason, skipped`` (JSON list of
+    ``[symbol, why]``); None before the optimize stage ran."""
+    rows = store.select(
+        select(OPTIMIZATIONS.c.method, OPTIMIZATIONS.c.reason, OPTIMIZATIONS.c.skipped).where(
+            OPTIMIZATIONS.c.as_of == as_of
+        )
+    )
+    return None if rows.empty else dict(rows.iloc[0])
+
+
+def risk_events_on(store: Store, as_of: date, kind: str) -> pd.DataFrame:
+    """The risk events of one ``kind`` on ``as_of`` (e.g. ``buy_block``: a buy signal the
+    risk stage turned down), in order: ``symbol, reason``."""
+    return store.select(
+        select(RISK_EVENTS.c.symbol, RISK_EVENTS.c.reason)
+        .where(RISK_EVENTS.c.as_of == as_of, RISK_EVENTS.c.kind == kind)
+        .order_by(RISK_EVENTS.c.id)
     )
 
 
@@ -291,11 +339,14 @@ def risk_decisions(store: Store, as_of: date) -> pd.DataFrame:
 
 def risk_decision_on(store: Store, as_of: date) -> pd.DataFrame:
     """The risk decision of ``as_of`` (no row before the risk stage ran): ``level,
-    kill_switch``."""
+    kill_switch, drawdown`` (a fraction of the peak NAV), ``peak_nav`` (USD)."""
     return store.select(
-        select(RISK_DECISIONS.c.level, RISK_DECISIONS.c.kill_switch).where(
-            RISK_DECISIONS.c.as_of == as_of
-        )
+        select(
+            RISK_DECISIONS.c.level,
+            RISK_DECISIONS.c.kill_switch,
+            RISK_DECISIONS.c.drawdown,
+            RISK_DECISIONS.c.peak_nav,
+        ).where(RISK_DECISIONS.c.as_of == as_of)
     )
 
 
