@@ -97,10 +97,11 @@ def _dates(n: int, end: str = "2026-03-13") -> pd.DatetimeIndex:
 
 
 def realistic_daily() -> DailyReportInputs:
-    idx = _dates(30)
+    # 90 sessions: past the 60 the annualised figures need (metrics.MIN_ANNUALISED_SESSIONS)
+    idx = _dates(90)
     rng = np.random.default_rng(7)
     nav = pd.Series(100_000 * np.cumprod(1 + rng.normal(0.0005, 0.01, len(idx))), index=idx)
-    levels = pd.Series([0] * 20 + [1] * 5 + [2] * 3 + [1] * 2, index=idx)
+    levels = pd.Series([0] * 80 + [1] * 5 + [2] * 3 + [1] * 2, index=idx)
     return DailyReportInputs(
         as_of=idx[-1].date(),
         nav_history=nav,

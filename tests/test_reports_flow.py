@@ -4,6 +4,7 @@ HTML opened in headless Chromium."""
 
 from __future__ import annotations
 
+import base64
 import json
 import os
 from datetime import date
@@ -85,7 +86,13 @@ def test_daily_reports_weekly_review_and_summaries(
     assert len(posts) == 4  # three daily summaries and the weekly one
     last = json.loads(posts[-1].body)
     assert "weekly" in last["title"].lower()
-    assert last["attachments"][0]["filename"].endswith(".html")
+    assert last["attachments"][0]["filename"] == "weekly-2024-03-08-tables.html"
+    # a short summary and a light copy of the report (no plotly), not the 5 MB page
+    for post in posts:
+        assert len(post.body) < 200_000
+        light = base64.b64decode(json.loads(post.body)["attachments"][0]["base64"])
+        assert b"<script" not in light
+    assert "Full report (HTML): " in json.loads(posts[0].body)["message"]
 
     # published as Prefect artifacts: a markdown summary and a table per report
     markdown = _artifacts(prefect_api, "daily-report")
@@ -128,19 +135,39 @@ def test_html_reports_render_in_chromium_with_charts_and_no_console_errors(env: 
         assert page.drawn_svgs >= charts
 
 
-def test_report_for_a_date_without_a_run_says_so(env: Path, tmp_path: Path) -> None:
+def test_report_for_a_date_without_a_run_fails_in_one_line(env: Path, tmp_path: Path) -> None:
+    """It used to write a "first run, NAV $100,000" report for a session that never ran
+    (and this test expected that): now one line naming the sessions that did, nothing
+    written; a session that ran renders as before."""
     import subprocess
     import sys
 
-    result = subprocess.run(
-        [sys.executable, "-m", "tiller.cli", "report", "daily", "--as-of", "2024-03-08"],
-        capture_output=True,
-        text=True,
-        timeout=300,
-        env={**os.environ},
+    from tiller.cli import run_daily_flow
+
+    def report(day: date) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [sys.executable, "-m", "tiller.cli", "report", "daily", "--as-of", day.isoformat()],
+            capture_output=True,
+            text=True,
+            timeout=300,
+            env={**os.environ},
+        )
+
+    never = report(DAYS[2])
+    assert never.returncode == 2, never.stdout
+    [line] = never.stderr.strip().splitlines()
+    assert line == (
+        "error: no daily-rebalance run for 2024-03-08, so there is no report to render: no "
+        "daily-rebalance run is stored yet; start with `tiller run daily`"
     )
-    assert result.returncode == 0, result.stderr
-    html = Path(result.stdout.strip().splitlines()[1].strip())
-    text = html.read_text()
-    _no_nan(text.split("<script")[0])
-    assert "n/a" in text or "No " in text
+    assert not (env / "reports").exists()
+
+    assert run_daily_flow(DAYS[0], force=False)["status"] == "completed"
+    again = report(DAYS[0])
+    assert again.returncode == 0, again.stderr
+    html = Path(again.stdout.strip().splitlines()[1].strip())
+    _no_nan(html.read_text().split("<script")[0])
+    missing = report(DAYS[2])
+    assert missing.returncode == 2
+    assert "1 session(s) ran from 2024-03-06 to 2024-03-06" in missing.stderr
+    assert not (env / "reports" / "daily" / "2024-03-08.html").exists()

@@ -15,6 +15,13 @@ a time, and records the outcome in ``alert_log`` in its own transaction:
 :meth:`Notifier.send` never raises.  Channel URLs may hold tokens and passwords:
 they are never logged nor stored, errors are scrubbed of them, and apprise's own
 log records are scrubbed too (a filter on the ``apprise`` logger).
+
+Each channel gets the body in the format it renders: an alert may carry an ``html`` body
+(email: apprise sends it with a plain-text part made from it) and a ``markdown`` body
+(Slack and other chat services); every other channel, and an alert without them, gets the
+plain ``body`` (sent as text: email shows its line breaks).  :func:`check_channels` sends a
+test message to every configured channel and says, per channel, whether it arrived
+(``tiller notify test``).
 """
 
 from __future__ import annotations
@@ -28,8 +35,9 @@ from datetime import UTC, date, datetime, timedelta
 from enum import StrEnum
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
-from urllib.parse import parse_qsl, unquote, urlsplit
 
+from tiller.channels import channel_label, instantiate
+from tiller.channels import url_secrets as url_secrets  # re-exported
 from tiller.store import alerts as alert_store
 from tiller.store.alerts import ALERT_LOG as ALERT_LOG  # re-exported (tests read it)
 
@@ -67,6 +75,10 @@ class Alert:
     title: str
     body: str
     attachment: Path | None = None
+    html: str | None = None
+    """The body for channels that render HTML (email); ``body`` when None."""
+    markdown: str | None = None
+    """The body for channels that render markdown (Slack, ...); ``body`` when None."""
 
     @property
     def key(self) -> str:
@@ -97,25 +109,6 @@ def utcnow() -> datetime:
 # --------------------------------------------------------------------- secrets
 _secrets: set[str] = set()
 _secrets_lock = threading.Lock()
-
-
-def url_secrets(url: str) -> set[str]:
-    """The parts of an apprise URL that may be secret: the URL itself, user, password,
-    path segments and query values (the host and port stay readable)."""
-    parts: set[str] = {url}
-    try:
-        split = urlsplit(url)
-        parts.update(p for p in (split.username, split.password) if p)
-        parts.update(unquote(s) for s in split.path.split("/") if s)
-        parts.update(s for s in split.path.split("/") if s)
-        parts.update(v for _, v in parse_qsl(split.query) if v)
-        # tokens written where a host would be (slack://TokenA/TokenB/..., tgram://bot/...)
-        if split.hostname and not re.fullmatch(r"[\d.:]+|localhost", split.hostname):
-            parts.add(split.netloc.rsplit("@", 1)[-1].split(":")[0])
-    except ValueError:
-        pass
-    # short fragments ("a", "v2", "json") would mangle ordinary words
-    return {p for p in parts if len(p) >= 4}
 
 
 def scrub(text: str, secrets: Iterable[str] = ()) -> str:
@@ -223,40 +216,7 @@ class Notifier:
     def _deliver(self, url: str, alert: Alert) -> str | None:
         """Send to one channel; ``None`` on success, else a description (may hold secrets:
         the caller scrubs it)."""
-        import apprise
-
-        plugin = apprise.Apprise.instantiate(url)
-        if plugin is None:
-            return "(unknown service): not a valid apprise URL"
-        name = str(getattr(plugin, "service_name", None) or type(plugin).__name__)
-        timeout = self.settings.alerts.timeout_seconds
-        plugin.socket_connect_timeout = timeout
-        plugin.socket_read_timeout = timeout
-        notifier = apprise.Apprise()
-        notifier.add(plugin)
-        attach: Any = None
-        if alert.attachment is not None:
-            if not Path(alert.attachment).is_file():
-                return f"({name}): attachment {Path(alert.attachment).name} not found"
-            attach = apprise.AppriseAttachment(str(alert.attachment))
-        collect = _Collect()
-        apprise_log = logging.getLogger("apprise")
-        apprise_log.addHandler(collect)
-        try:
-            ok = notifier.notify(
-                title=alert.title,
-                body=alert.body,
-                notify_type=_NOTIFY_TYPE[AlertLevel(alert.level)],
-                attach=attach,
-            )
-        except Exception as exc:
-            return f"({name}): {type(exc).__name__}: {exc}"
-        finally:
-            apprise_log.removeHandler(collect)
-        if ok:
-            return None
-        detail = " | ".join(dict.fromkeys(collect.messages)) or "rejected the notification"
-        return f"({name}): {detail}"
+        return deliver(url, alert, self.settings.alerts.timeout_seconds)
 
     def _last_sent(self, key: str) -> datetime | None:
         return alert_store.last_alert_at(self.store, key, SENT)
@@ -315,6 +275,148 @@ class Notifier:
 
     def _now(self) -> datetime:
         return _aware(self.clock())
+
+
+def _body(plugin: Any, alert: Alert) -> tuple[str, str]:
+    """The body and its apprise format for ``plugin``: HTML to a channel that renders HTML,
+    markdown to one that renders markdown, else the plain text."""
+    fmt = getattr(plugin, "notify_format", "text")
+    fmt = str(getattr(fmt, "value", fmt))  # apprise's NotifyFormat enum or a plain string
+    if fmt == "html" and alert.html:
+        return alert.html, "html"
+    if fmt == "markdown" and alert.markdown:
+        return alert.markdown, "markdown"
+    return alert.body, "text"
+
+
+def deliver(url: str, alert: Alert, timeout: float) -> str | None:
+    """Send ``alert`` to the one channel ``url``; ``None`` on success, else a description
+    (it may quote secrets: callers scrub it)."""
+    import apprise
+
+    plugin, _ = instantiate(url)
+    if plugin is None:
+        return "(unknown service): not a valid apprise URL"
+    name = str(getattr(plugin, "service_name", None) or type(plugin).__name__)
+    plugin.socket_connect_timeout = timeout
+    plugin.socket_read_timeout = timeout
+    notifier = apprise.Apprise()
+    notifier.add(plugin)
+    attach: Any = None
+    if alert.attachment is not None:
+        if not Path(alert.attachment).is_file():
+            return f"({name}): attachment {Path(alert.attachment).name} not found"
+        attach = apprise.AppriseAttachment(str(alert.attachment))
+    body, body_format = _body(plugin, alert)
+    collect = _Collect()
+    apprise_log = logging.getLogger("apprise")
+    apprise_log.addHandler(collect)
+    try:
+        ok = notifier.notify(
+            title=alert.title,
+            body=body,
+            body_format=body_format,
+            notify_type=_NOTIFY_TYPE[AlertLevel(alert.level)],
+            attach=attach,
+        )
+    except Exception as exc:
+        return f"({name}): {type(exc).__name__}: {exc}"
+    finally:
+        apprise_log.removeHandler(collect)
+    if ok:
+        return None
+    detail = " | ".join(dict.fromkeys(collect.messages)) or "rejected the notification"
+    return f"({name}): {detail}"
+
+
+@dataclass(frozen=True)
+class ChannelCheck:
+    """The outcome of a test message on one channel (``tiller notify test``).
+
+    ``label`` is ``scheme://host[:port]`` (no user, password, path, query or token);
+    ``levels`` the alert levels the channel receives; ``error`` is scrubbed."""
+
+    position: int
+    label: str
+    service: str
+    levels: tuple[str, ...]
+    ok: bool
+    error: str | None = None
+
+
+def configured_channels(settings: Settings) -> list[tuple[str, tuple[str, ...]]]:
+    """Every configured channel URL once, with the levels it receives: ``notify_urls``
+    (every level) first, then ``alerts.channels`` in level order."""
+    levels = [level.value for level in AlertLevel]
+    served: dict[str, list[str]] = {url: list(levels) for url in settings.notify_urls}
+    for level in levels:
+        for url in settings.alerts.channels.get(level, []):  # type: ignore[call-overload]
+            served.setdefault(url, [])
+            if level not in served[url]:
+                served[url].append(level)
+    return [(url, tuple(sorted(lv, key=levels.index))) for url, lv in served.items()]
+
+
+def check_channels(
+    settings: Settings, clock: Callable[[], datetime] = utcnow, host: str | None = None
+) -> list[ChannelCheck]:
+    """Send one test message to every configured channel; the outcome of each, in order.
+
+    No cooldown applies and nothing is recorded in ``alert_log``: a test is not an alert.
+    """
+    import socket
+
+    channels = configured_channels(settings)
+    urls = [url for url, _ in channels]
+    secrets = url_secrets_all(urls)
+    Notifier._register(urls)
+    where = host or socket.gethostname()
+    when = _aware(clock()).strftime("%Y-%m-%d %H:%M:%S UTC")
+    text = (
+        f"A test message from `tiller notify test` on {where} at {when}.\n"
+        "This channel receives Tiller's alerts. No action is needed."
+    )
+    checks = []
+    for position, (url, levels) in enumerate(channels, start=1):
+        alert = Alert(
+            AlertLevel.INFO,
+            "notify_test",
+            "test",
+            "Tiller test notification",
+            text,
+            html=(
+                "<p><b>Tiller test notification</b></p>"
+                f"<p>A test message from <code>tiller notify test</code> on {_escape(where)} "
+                f"at {when}.<br>This channel receives Tiller's alerts. "
+                "No action is needed.</p>"
+            ),
+            markdown=f"*Tiller test notification*\n{text}",
+        )
+        try:
+            problem = deliver(url, alert, settings.alerts.timeout_seconds)
+        except Exception as exc:  # a test reports every failure, it never raises
+            problem = f"{type(exc).__name__}: {exc}"
+        plugin, _ = instantiate(url)
+        service = str(getattr(plugin, "service_name", None) or "unknown service")
+        if problem is not None:
+            problem = problem.removeprefix(f"({service}): ")
+        checks.append(
+            ChannelCheck(
+                position,
+                channel_label(url),
+                service,
+                levels,
+                problem is None,
+                None if problem is None else scrub(problem, secrets)[:_MAX_ERROR],
+            )
+        )
+    return checks
+
+
+def _escape(text: str) -> str:
+    from markupsafe import escape
+
+    return str(escape(text))
 
 
 def url_secrets_all(urls: Iterable[str]) -> set[str]:
@@ -451,7 +553,16 @@ def flow_failed(flow: str, as_of: date | str, error: str) -> Alert:
     )
 
 
-def summary(kind: str, as_of: date | str, text: str, attachment: Path | None = None) -> Alert:
+def summary(
+    kind: str,
+    as_of: date | str,
+    text: str,
+    attachment: Path | None = None,
+    html: str | None = None,
+    markdown: str | None = None,
+) -> Alert:
+    """The daily or weekly summary: ``text`` for plain channels, ``html`` for email,
+    ``markdown`` for chat (:mod:`tiller.reporting.message` builds all three)."""
     return Alert(
         AlertLevel.INFO,
         "summary",
@@ -459,4 +570,6 @@ def summary(kind: str, as_of: date | str, text: str, attachment: Path | None = N
         f"Tiller {kind} summary {as_of}",
         text,
         attachment,
+        html,
+        markdown,
     )

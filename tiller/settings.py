@@ -36,6 +36,7 @@ from pydantic_settings import (
     SettingsConfigDict,
 )
 
+from tiller.channels import urls_problem
 from tiller.errors import ConfigError
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
@@ -505,6 +506,16 @@ class AlertsConfig(_Frozen):
     order_failures_in_a_row: int = Field(3, ge=1)
     timeout_seconds: float = Field(10, gt=0)
 
+    @field_validator("channels")
+    @classmethod
+    def _usable_channels(cls, value: dict[str, list[str]]) -> dict[str, list[str]]:
+        """Every URL is one apprise can send to (its own parser decides)."""
+        for level, urls in value.items():
+            problem = urls_problem(list(urls)) if urls else None
+            if problem is not None:
+                raise ValueError(f"{level}: {problem}")
+        return value
+
 
 def split_urls(value: Any) -> list[str]:
     """``"a, b c"`` -> ``["a", "b", "c"]``: apprise URLs separated by commas or spaces."""
@@ -690,6 +701,16 @@ class Settings(BaseSettings):
     def _split_urls(cls, value: Any) -> list[str]:
         return split_urls(value)
 
+    @field_validator("notify_urls")
+    @classmethod
+    def _usable_urls(cls, value: list[str]) -> list[str]:
+        """Every URL is one apprise can send to (its own parser decides); the error quotes
+        none of them (they hold tokens and passwords)."""
+        problem = urls_problem(value) if value else None
+        if problem is not None:
+            raise ValueError(problem)
+        return value
+
     @field_validator("database_url", mode="before")
     @classmethod
     def _blank_url(cls, value: Any) -> Any:
@@ -794,7 +815,8 @@ def _describe(error: dict[str, Any]) -> str:
     env = _ENV_NAMES.get(loc[0]) or "TILLER_" + "__".join(p.upper() for p in loc[:2])
     key = ".".join(loc)
     value = error.get("input")
-    shown = "" if loc[0] in _ENV_NAMES or isinstance(value, dict) else f" (got {value!r})"
+    secret = loc[0] in _ENV_NAMES or loc[0] == "notify_urls" or loc[:2] == ["alerts", "channels"]
+    shown = "" if secret or isinstance(value, dict) else f" (got {value!r})"
     return f"{env} (config key '{key}'){shown}: {message}"
 
 
@@ -804,4 +826,6 @@ def load_settings(**overrides: Any) -> Settings:
         return Settings(**overrides)
     except ValidationError as exc:
         lines = [_describe(dict(e)) for e in exc.errors()]
+        if len(lines) == 1:  # one problem: one line
+            raise ConfigError(f"invalid configuration: {lines[0]}") from None
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(lines)) from None

@@ -5,6 +5,12 @@ flow has already gathered) into a JSON-serialisable dict: dates as ISO strings,
 undefined numbers as ``None`` (never NaN), and a ``notes`` list in each section
 that explains, in words, whatever is missing (first-ever run, empty portfolio,
 no trades, ...).
+
+Annualised figures (Sharpe, Sortino, CAGR, volatility) are those of
+:func:`tiller.reporting.metrics.annualised`, the functions the weekly review uses, and
+stay ``None`` ("n/a: fewer than 60 sessions") until the record has
+:data:`~tiller.reporting.metrics.MIN_ANNUALISED_SESSIONS` daily returns.  Every signal
+that was not executed carries a reason.
 """
 
 from __future__ import annotations
@@ -104,6 +110,74 @@ class DailyReportInputs:
     trade_pnls: tuple[float, ...] = ()
     """Realised P&L (USD) of each trade closed since paper trading began (for the win rate);
     empty when no trade has closed yet."""
+    regime: dict[str, Any] = field(default_factory=dict)
+    """``regime`` (NORMAL | ELEVATED | HIGH_VOL | EXTREME), ``vix`` (the close it came from),
+    ``vix_date``, ``reason``, ``effect`` (what it changes, in words) and ``thresholds``
+    ({ELEVATED: 20, HIGH_VOL: 30, EXTREME: 40}); empty when no regime was recorded."""
+
+
+NOT_EXECUTED = "not executed; no reason was recorded"
+"""The rejection reason of a signal that was not executed when its inputs give none."""
+
+_BUYS = ("BUY", "STRONG_BUY")
+_SELLS = ("SELL", "STRONG_SELL")
+
+
+def why_not_executed(
+    signal: str,
+    long_eligible: bool | None,
+    held_weight: float | None,
+    target: float | None,
+    skipped: str | None = None,
+) -> str:
+    """Why a signal led to no order, from what the day decided.
+
+    Parameters
+    ----------
+    signal:
+        ``BUY``, ``STRONG_BUY``, ``HOLD``, ``SELL`` or ``STRONG_SELL``.
+    long_eligible:
+        The cross-sectional rule's verdict (None: unknown).
+    held_weight:
+        Weight of the position at the close (fraction of NAV); None or 0 when not held.
+    target:
+        The optimiser's target weight; None or 0 when it gave none.
+    skipped:
+        Why the optimiser left the trade out (``turnover``, ``max trades``, ...), if it did.
+
+    The checks that refuse an order outright (pre-trade rejections, failed orders, the
+    risk stage's buy blocks) are the caller's: they come first.
+    """
+    kind = str(signal).upper()
+    weight = float(held_weight or 0.0)
+    goal = float(target or 0.0)
+    held = weight > 0
+    if skipped:
+        return f"{kind}: the optimiser left the trade out ({skipped})"
+    if kind in _SELLS:
+        if not held:
+            return f"{kind}: nothing to sell, no position is held (Tiller never sells short)"
+        return (
+            f"{kind}: still held at {weight:.1%} of NAV against a target of {goal:.1%}; the "
+            "sell is under one lot or inside the no-trade band"
+        )
+    if kind in _BUYS:
+        if long_eligible is False:
+            return (
+                f"{kind} but not long-eligible (12-1 momentum rank and SMA200, see the signal's "
+                "reason): not bought"
+            )
+        if goal <= 0:
+            return f"{kind} but the optimiser gave it no target weight: not bought"
+        if held:
+            return (
+                f"{kind}: already held at {weight:.1%} of NAV against a target of {goal:.1%}; "
+                "the difference is under one lot or inside the no-trade band"
+            )
+        return f"{kind}: target {goal:.1%} but the buy is under one lot at today's price"
+    if held:
+        return f"{kind}: the position is kept at {weight:.1%} of NAV; no trade needed"
+    return f"{kind}: no position and no buy signal, nothing to trade"
 
 
 def _summary(inputs: DailyReportInputs, nav: pd.Series) -> dict[str, Any]:
@@ -118,15 +192,21 @@ def _summary(inputs: DailyReportInputs, nav: pd.Series) -> dict[str, Any]:
         notes.append(
             "First run: no earlier NAV, so daily and cumulative P&L are not available yet."
         )
-    if len(returns) < 2:
-        notes.append("Not enough history yet for Sharpe, Sortino, volatility or annual return.")
+    minimum = metrics.MIN_ANNUALISED_SESSIONS
+    sessions = len(metrics.clean_returns(returns))
+    enough = sessions >= minimum
+    if not enough:
+        notes.append(
+            f"Sharpe, Sortino, CAGR and volatility are annualised: they are shown from "
+            f"{minimum} sessions of returns ({sessions} so far)."
+        )
     filled = [t for t in inputs.trades if str(t.get("status", "")).lower() == "filled"]
     if not inputs.trades:
         notes.append("No trades today.")
     if not inputs.trade_pnls:
         notes.append("No closed trades yet, so the win rate is not available.")
-    sharpe = metrics.sharpe(returns)
-    if len(returns) >= 2 and sharpe is None:
+    annual = metrics.annualised(returns, minimum)
+    if enough and annual["sharpe"] is None:
         notes.append("Returns have zero variance, so Sharpe is undefined.")
     return {
         "nav": nav_now,
@@ -142,11 +222,17 @@ def _summary(inputs: DailyReportInputs, nav: pd.Series) -> dict[str, Any]:
         "win_rate": metrics.win_rate(inputs.trade_pnls),
         "win_rate_basis": "closed trades since inception (realised P&L > 0)",
         "closed_trades": len(inputs.trade_pnls),
-        "sharpe": sharpe,
-        "sortino": metrics.sortino(returns),
+        "sharpe": annual["sharpe"],
+        "sortino": annual["sortino"],
         "max_drawdown": metrics.max_drawdown(returns) if len(returns) else None,
-        "annual_return": metrics.annual_return(returns),
-        "annual_volatility": metrics.annual_volatility(returns),
+        "annual_return": annual["annual_return"],
+        "annual_volatility": annual["annual_volatility"],
+        "annualised": {
+            "available": enough,
+            "sessions": sessions,
+            "min_sessions": minimum,
+            "note": None if enough else f"n/a: fewer than {minimum} sessions",
+        },
         "history_days": len(nav),
         "notes": notes,
     }
@@ -234,9 +320,21 @@ def _risk(inputs: DailyReportInputs) -> dict[str, Any]:
     }
 
 
+def _regime(inputs: DailyReportInputs) -> dict[str, Any]:
+    regime = dict(inputs.regime)
+    keys = ("regime", "vix", "vix_date", "reason", "effect")
+    out: dict[str, Any] = {k: regime.get(k) for k in keys}
+    out["thresholds"] = dict(regime.get("thresholds") or {})
+    out["notes"] = [] if out["regime"] else ["No regime was recorded for this date."]
+    return out
+
+
 def _signals(inputs: DailyReportInputs) -> dict[str, Any]:
     keys = ("symbol", "signal", "confidence", "reason", "executed", "rejection_reason")
     rows = [{k: s.get(k) for k in keys} for s in inputs.signals]
+    for row in rows:
+        if not row["executed"] and not row["rejection_reason"]:
+            row["rejection_reason"] = NOT_EXECUTED
     executed = [r for r in rows if r["executed"]]
     rejected = [r for r in rows if not r["executed"]]
     notes = [] if rows else ["No signals were generated."]
@@ -275,6 +373,7 @@ def build_daily_report(inputs: DailyReportInputs) -> dict[str, Any]:
         "fills": list(inputs.fills),
         "positions": _positions(inputs),
         "risk": _risk(inputs),
+        "regime": _regime(inputs),
         "signals": _signals(inputs),
         "data_quality": {
             "status": dq.get("status", "unknown"),

@@ -18,12 +18,18 @@ from __future__ import annotations
 import math
 from collections.abc import Iterable, Sequence
 
-import empyrical
 import numpy as np
 import pandas as pd
 
 TRADING_DAYS = 252
 """Periods per year used to annualise daily figures."""
+
+MIN_ANNUALISED_SESSIONS = 60
+"""Fewest daily returns before a report shows an annualised figure (Sharpe, Sortino, CAGR,
+volatility): over a few sessions one bad day annualises into nonsense (Sharpe -18.49,
+CAGR -69% after 3 sessions).  :func:`annualised` applies it."""
+
+ANNUALISED = ("sharpe", "sortino", "annual_return", "annual_volatility")
 
 
 def _finite(value: object) -> float | None:
@@ -61,6 +67,8 @@ def sharpe(returns: Iterable[float] | pd.Series) -> float | None:
     series = clean_returns(returns)
     if not _has_variance(series):
         return None
+    import empyrical  # ~0.9 s (scipy.stats): imported when a metric is defined
+
     return _finite(empyrical.sharpe_ratio(series, period="daily"))
 
 
@@ -69,6 +77,8 @@ def sortino(returns: Iterable[float] | pd.Series) -> float | None:
     series = clean_returns(returns)
     if not _has_variance(series) or not (series < 0).any():
         return None
+    import empyrical
+
     return _finite(empyrical.sortino_ratio(series, period="daily"))
 
 
@@ -77,6 +87,8 @@ def max_drawdown(returns: Iterable[float] | pd.Series) -> float | None:
     series = clean_returns(returns)
     if series.empty:
         return None
+    import empyrical
+
     value = _finite(empyrical.max_drawdown(series))
     return None if value is None else abs(value)
 
@@ -86,6 +98,8 @@ def annual_return(returns: Iterable[float] | pd.Series) -> float | None:
     series = clean_returns(returns)
     if len(series) < 2:
         return None
+    import empyrical
+
     return _finite(empyrical.annual_return(series, period="daily"))
 
 
@@ -94,7 +108,26 @@ def annual_volatility(returns: Iterable[float] | pd.Series) -> float | None:
     series = clean_returns(returns)
     if len(series) < 2:
         return None
+    import empyrical
+
     return _finite(empyrical.annual_volatility(series, period="daily"))
+
+
+def annualised(
+    returns: Iterable[float] | pd.Series, min_sessions: int = MIN_ANNUALISED_SESSIONS
+) -> dict[str, float | None]:
+    """:func:`sharpe`, :func:`sortino`, :func:`annual_return` (CAGR) and
+    :func:`annual_volatility` of daily ``returns``, each None while there are fewer than
+    ``min_sessions`` returns (see :data:`MIN_ANNUALISED_SESSIONS`)."""
+    series = clean_returns(returns)
+    if len(series) < min_sessions:
+        return dict.fromkeys(ANNUALISED)
+    return {
+        "sharpe": sharpe(series),
+        "sortino": sortino(series),
+        "annual_return": annual_return(series),
+        "annual_volatility": annual_volatility(series),
+    }
 
 
 def _pnls(trade_pnls: Sequence[float]) -> list[float]:

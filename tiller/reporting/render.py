@@ -8,11 +8,13 @@ Numbers are formatted (``$1,234.56``, ``5.00%``); ``None`` renders as ``n/a``.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-import jinja2
-import plotly.graph_objects as go
 from markupsafe import Markup
+
+if TYPE_CHECKING:
+    import jinja2
+    import plotly.graph_objects as go
 
 TEMPLATE_DIR = Path(__file__).parents[2] / "reports" / "templates"
 NA = "n/a"
@@ -35,21 +37,30 @@ def _is_num(value: Any) -> bool:
     return isinstance(value, int | float) and not isinstance(value, bool) and value == value
 
 
+def _unsigned_zero(text: str) -> str:
+    """``-0.00`` -> ``0.00``: a value that rounds to zero is shown without a sign."""
+    if text.startswith("-") and not any(c in "123456789" for c in text):
+        return text[1:]
+    return text
+
+
 def money(value: Any) -> str:
-    """``-1234.5`` -> ``-$1,234.50``; None/NaN -> ``n/a``."""
+    """``-1234.5`` -> ``-$1,234.50``; a value that rounds to zero -> ``$0.00``; None/NaN ->
+    ``n/a``."""
     if not _is_num(value):
         return NA
-    return f"-${abs(value):,.2f}" if value < 0 else f"${value:,.2f}"
+    return f"-${abs(value):,.2f}" if round(value, 2) < 0 else f"${abs(value):,.2f}"
 
 
 def pct(value: Any, digits: int = 2) -> str:
-    """``0.0512`` -> ``5.12%``; None/NaN -> ``n/a``."""
-    return f"{value * 100:.{digits}f}%" if _is_num(value) else NA
+    """``0.0512`` -> ``5.12%``; ``-0.00001`` -> ``0.00%`` (never ``-0.00%``); None/NaN ->
+    ``n/a``."""
+    return _unsigned_zero(f"{value * 100:.{digits}f}") + "%" if _is_num(value) else NA
 
 
 def num(value: Any, digits: int = 2) -> str:
-    """``1.23456`` -> ``1.23``; None/NaN -> ``n/a``."""
-    return f"{value:,.{digits}f}" if _is_num(value) else NA
+    """``1.23456`` -> ``1.23``; ``-0.001`` -> ``0.00``; None/NaN -> ``n/a``."""
+    return _unsigned_zero(f"{value:,.{digits}f}") if _is_num(value) else NA
 
 
 def na(value: Any) -> str:
@@ -60,6 +71,8 @@ def na(value: Any) -> str:
 
 
 def _env() -> jinja2.Environment:
+    import jinja2  # imported when a page is rendered, not with this module
+
     env = jinja2.Environment(
         loader=jinja2.FileSystemLoader(str(TEMPLATE_DIR)),
         autoescape=True,
@@ -91,6 +104,8 @@ def _missing(sentence: str) -> Markup:
 
 
 def _daily_charts(report: dict[str, Any]) -> dict[str, Markup]:
+    import plotly.graph_objects as go  # imported when a chart is drawn, not with this module
+
     charts = _Charts()
     out: dict[str, Markup] = {}
     nav = report["series"]["nav"]
@@ -169,6 +184,8 @@ def _daily_charts(report: dict[str, Any]) -> dict[str, Markup]:
 
 
 def _weekly_charts(report: dict[str, Any]) -> dict[str, Markup]:
+    import plotly.graph_objects as go
+
     charts = _Charts()
     out: dict[str, Markup] = {}
     pnl = report["series"]["daily_pnl"]
@@ -197,16 +214,31 @@ def _weekly_charts(report: dict[str, Any]) -> dict[str, Markup]:
     return out
 
 
-def render_html(report: dict[str, Any], kind: Kind) -> str:
-    """One self-contained HTML page (plotly.js inline once) for a daily or weekly report."""
-    if kind == "daily":
-        charts = _daily_charts(report)
-    elif kind == "weekly":
-        charts = _weekly_charts(report)
-    else:
+class _NoCharts(dict[str, Markup]):
+    """Every chart replaced by one sentence (the light copy sent with a notification)."""
+
+    def __missing__(self, key: str) -> Markup:
+        return _missing(
+            "Chart left out of this light copy (no plotly): the full report on the Tiller "
+            "host has it."
+        )
+
+
+def render_html(report: dict[str, Any], kind: Kind, charts: bool = True) -> str:
+    """One self-contained HTML page (plotly.js inline once) for a daily or weekly report;
+    ``charts=False``: the same tables without any chart or plotly.js (a few kilobytes, for
+    a notification)."""
+    if kind not in ("daily", "weekly"):
         raise ValueError(f"kind must be 'daily' or 'weekly', got {kind!r}")
+    drawn: dict[str, Markup]
+    if not charts:
+        drawn = _NoCharts()
+    elif kind == "daily":
+        drawn = _daily_charts(report)
+    else:
+        drawn = _weekly_charts(report)
     template = _env().get_template(f"{kind}.html.j2")
-    return template.render(report=report, charts=charts)
+    return template.render(report=report, charts=drawn)
 
 
 def render_markdown_summary(report: dict[str, Any], kind: Kind) -> str:

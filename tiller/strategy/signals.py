@@ -532,6 +532,41 @@ def _reason(
     return "; ".join([text, *notes])
 
 
+def regime_effect(
+    regime: Regime | str,
+    vix: float | None,
+    config: SignalConfig,
+    l1_min_confidence: float | None = None,
+) -> str:
+    """What the regime (and the VIX close) changes in the day's signals, in words, as the
+    rules above apply it (the daily report's regime section).  ``l1_min_confidence``: the
+    risk stage's minimum buy confidence from L1 up (``risk.l1_min_confidence``)."""
+    if config.rule == "trend":
+        return "Nothing: the trend rule has no regime filter."
+    regime = Regime(regime)
+    if regime is Regime.EXTREME:
+        return (
+            "No buys: every BUY and STRONG_BUY becomes HOLD (holdings are kept unless a sell "
+            "rule fires); sells are never filtered."
+        )
+    changes = []
+    if regime is Regime.HIGH_VOL:
+        factor = config.high_vol_confidence_factor
+        text = f"every signal's confidence is multiplied by {factor:g}"
+        if l1_min_confidence is not None and factor < l1_min_confidence:
+            text += (
+                f", so from risk level L1 up no buy passes (confidence at most {factor:.2f} < "
+                f"the {l1_min_confidence:.2f} minimum)"
+            )
+        changes.append(text)
+    if vix is not None and vix >= config.strong_buy_max_vix:
+        changes.append(f"no STRONG_BUY (it needs VIX < {config.strong_buy_max_vix:g})")
+    if not changes:
+        return "Nothing: the signals are as the rules give them; sells are never filtered."
+    text = "; ".join(changes)
+    return text[0].upper() + text[1:] + "; sells are never filtered."
+
+
 def _trend_text(panel: SignalPanel, t: int, j: int, config: SignalConfig) -> str:
     inputs = panel.inputs
     p, average = float(inputs.close[t, j]), float(inputs.trend[t, j])
