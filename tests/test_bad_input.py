@@ -129,7 +129,7 @@ def test_a_bad_csv_fails_the_run_in_one_line_naming_file_and_line_writing_no_bar
     line = _edit(market / f"{file}.csv", *change)
     done = _cli(_env(tmp_path, sqlite_url, market), "run", "daily", "--as-of", "2024-03-08")
     assert done.returncode == 1
-    error = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("error:")]
+    error = [ln for ln in done.stdout.splitlines() if ln.strip().startswith("error")]
     assert len(error) == 1, done.stdout
     assert f"{file}.csv: line {line}: {expected}" in error[0]
     assert _count(sqlite_url, BARS) == 0
