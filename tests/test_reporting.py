@@ -337,3 +337,29 @@ def test_weekly_full_go() -> None:
 def test_render_rejects_unknown_kind() -> None:
     with pytest.raises(ValueError):
         render_html(build_daily_report(first_run()), "monthly")  # type: ignore[arg-type]
+
+
+def test_weekly_sharpe_and_correlation_do_not_mislead() -> None:
+    """The case that showed it: after a few sessions the weekly summary annualised five
+    returns into a Sharpe of -12.63 beside the gate's -18.49; the heatmap had no values and
+    no window."""
+    import datetime as dt
+
+    import numpy as np
+    import pandas as pd
+
+    from tiller.reporting import weekly
+
+    days = pd.to_datetime([dt.date(2024, 3, d) for d in (4, 5, 6, 7, 8)])
+    week_nav = pd.Series([100_000, 99_500, 99_800, 99_100, 99_400], index=days, dtype=float)
+    rng = np.random.default_rng(1)
+    frame = pd.DataFrame(rng.normal(0, 0.01, (5, 2)), index=days, columns=["SPY", "TLT"])
+
+    class Inputs:
+        asset_returns = frame
+
+    corr = weekly._correlation(Inputs())  # type: ignore[arg-type]
+    assert corr["window"] == {"sessions": 5, "start": "2024-03-04", "end": "2024-03-08"}
+    from tiller.reporting import metrics
+
+    assert metrics.annualised(metrics.returns_from_nav(week_nav))["sharpe"] is None

@@ -204,10 +204,24 @@ def _weekly_charts(report: dict[str, Any]) -> dict[str, Markup]:
         z = [[corr["matrix"][r][c] for c in symbols] for r in symbols]
         fig = go.Figure(
             go.Heatmap(
-                z=z, x=symbols, y=symbols, zmin=-1, zmax=1, colorscale="RdBu", reversescale=True
+                z=z,
+                x=symbols,
+                y=symbols,
+                zmin=-1,
+                zmax=1,
+                colorscale="RdBu",
+                reversescale=True,
+                text=[[num(v) for v in row] for row in z],
+                texttemplate="%{text}",
             )
         )
-        fig.update_layout(title="Correlation of daily returns")
+        window = corr.get("window") or {}
+        span = (
+            f" over {window['sessions']} sessions, {window['start']} to {window['end']}"
+            if window
+            else ""
+        )
+        fig.update_layout(title=f"Correlation of daily returns{span}")
         out["correlation"] = charts.html("correlation", fig)
     else:
         out["correlation"] = _missing("Not enough history yet for a correlation matrix.")

@@ -110,8 +110,13 @@ def _summary(inputs: WeeklyReportInputs, week_nav: pd.Series) -> dict[str, Any]:
         notes.append("No trades closed this week: win rate, averages and profit factor are n/a.")
     if inputs.week_trades_count == 0:
         notes.append("No orders were placed this week.")
-    if len(returns) < 2:
-        notes.append("Not enough history yet for a weekly Sharpe.")
+    sharpe = metrics.annualised(returns)["sharpe"]
+    if sharpe is None:
+        notes.append(
+            f"Sharpe n/a: a week has {len(returns)} daily returns, fewer than the "
+            f"{metrics.MIN_ANNUALISED_SESSIONS} an annualised figure needs (the paper "
+            "record's Sharpe is in the GO/NO-GO gates)."
+        )
     return {
         "pnl": float(week_nav.iloc[-1] - week_nav.iloc[0]) if len(week_nav) >= 2 else None,
         "return": float(week_nav.iloc[-1] / week_nav.iloc[0] - 1) if len(week_nav) >= 2 else None,
@@ -122,7 +127,7 @@ def _summary(inputs: WeeklyReportInputs, week_nav: pd.Series) -> dict[str, Any]:
         "average_win": metrics.average_win(pnls),
         "average_loss": metrics.average_loss(pnls),
         "profit_factor": metrics.profit_factor(pnls),
-        "sharpe": metrics.sharpe(returns),
+        "sharpe": sharpe,
         "max_drawdown": metrics.max_drawdown(returns),
         "best_day": metrics.best_day(daily_pnl),
         "worst_day": metrics.worst_day(daily_pnl),
@@ -217,7 +222,13 @@ def _correlation(inputs: WeeklyReportInputs) -> dict[str, Any]:
     corr = frame.astype(float).corr()
     symbols = [str(c) for c in corr.columns]
     matrix = {str(r): {str(c): corr.loc[r, c] for c in corr.columns} for r in corr.index}
-    return {"symbols": symbols, "matrix": matrix, "notes": []}
+    rows = frame.dropna(how="all")
+    window = {
+        "sessions": len(rows),
+        "start": str(pd.Timestamp(rows.index[0]).date()),
+        "end": str(pd.Timestamp(rows.index[-1]).date()),
+    }
+    return {"symbols": symbols, "matrix": matrix, "window": window, "notes": []}
 
 
 def _stress(inputs: WeeklyReportInputs) -> dict[str, Any]:
