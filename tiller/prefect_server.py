@@ -27,6 +27,7 @@ from pathlib import Path
 from tiller.errors import TillerError
 
 STARTUP_SECONDS = 120.0
+DRAIN_SECONDS = 10.0
 
 
 def _free_port() -> int:
@@ -52,6 +53,23 @@ def _healthy(url: str) -> bool:
             return bool(answer.status == 200)
     except OSError:
         return False
+
+
+def _send_pending(timeout: float) -> None:
+    """Send the flow-run logs and events Prefect still queues to the server while it runs.
+
+    Prefect sends them from background workers that drain at interpreter exit; after the
+    server is stopped, that drain retries against a closed port for over a minute before
+    giving up ("Error logging to API").  Prefect's own test harness drains them the same
+    way before it stops its server."""
+    if "prefect" not in sys.modules:  # no flow ran in this process
+        return
+    from prefect.events.worker import EventsWorker
+    from prefect.logging.handlers import APILogWorker
+
+    for worker in (APILogWorker, EventsWorker):
+        with contextlib.suppress(Exception):  # never fail a finished run over its logs
+            worker.drain_all(timeout=timeout)
 
 
 @contextlib.contextmanager
@@ -105,6 +123,7 @@ def temporary_server(home: Path) -> Iterator[str]:
         os.environ["PREFECT_API_URL"] = url
         yield url
     finally:
+        _send_pending(DRAIN_SECONDS)
         if previous is None:
             os.environ.pop("PREFECT_API_URL", None)
         else:

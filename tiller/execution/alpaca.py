@@ -257,6 +257,7 @@ class AlpacaPaperBroker:
     """
 
     name = "alpaca"
+    fills_on_own_clock = True
 
     def __init__(
         self,

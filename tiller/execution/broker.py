@@ -140,9 +140,15 @@ def same_order(existing: BrokerOrder, order: OrderRequest) -> bool:
 
 @runtime_checkable
 class Broker(Protocol):
-    """An execution venue."""
+    """An execution venue.
+
+    ``fills_on_own_clock`` says whether orders can fill while the caller waits: a real
+    broker fills on its own clock (the order life cycle polls it for a while); the
+    simulated broker fills only in :meth:`advance`, so polling it would change nothing.
+    """
 
     name: str
+    fills_on_own_clock: bool
 
     def advance(self, as_of: date) -> None:
         """Let the venue play the sessions up to ``as_of`` that have arrived: the simulated

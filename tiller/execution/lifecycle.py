@@ -524,7 +524,9 @@ class OrderLifecycle:
 
     def settle(self) -> None:
         """Let the broker fill what it can now (the simulated broker fills at once), then poll
-        until every order is final or the poll time-out passes."""
+        until every order is final or the poll time-out passes.  A broker that fills only
+        when advanced (the simulated one: today's orders fill at the next session) is read
+        once, not polled: waiting would change nothing."""
         self.broker.advance(self.as_of)
         deadline = time.monotonic() + self.config.poll_timeout_seconds
         final = ("filled", "canceled", "expired", "rejected", "failed", "abandoned")
@@ -533,7 +535,7 @@ class OrderLifecycle:
             pending = self._open_local_orders() or any(
                 r["status"] not in final for r in self.orders.values()
             )
-            if not pending or time.monotonic() >= deadline:
+            if not pending or not self.broker.fills_on_own_clock or time.monotonic() >= deadline:
                 break
             time.sleep(self.config.poll_interval_seconds)
 

@@ -60,6 +60,7 @@ class RetryingBroker:
     ):
         self.inner = broker
         self.name = broker.name
+        self.fills_on_own_clock = broker.fills_on_own_clock
         self.retries = retries
         self.backoff = backoff
         self.sleep = sleep

@@ -76,6 +76,7 @@ class SimulatedBroker:
     """
 
     name = "paper"
+    fills_on_own_clock = False  # fills only in advance(): nothing to wait for
 
     def __init__(self, store: Store, settings: Settings, initial_cash: float | None = None):
         self.store = store
