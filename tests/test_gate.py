@@ -340,9 +340,7 @@ def _daily_frames(draw: st.DrawFn) -> pd.DataFrame:
     n = draw(st.integers(30, 90))  # annualised figures of a few days are meaningless
     # whole basis points: a path of near-constant 1e-12 returns has a Sharpe of 1e12
     # that no book size can reproduce to 7 digits (and no real record has)
-    returns = [
-        round(r, 4) for r in draw(st.lists(st.floats(-0.08, 0.08), min_size=n, max_size=n))
-    ]
+    returns = [round(r, 4) for r in draw(st.lists(st.floats(-0.08, 0.08), min_size=n, max_size=n))]
     traded = draw(st.lists(st.floats(0.0, 50_000.0), min_size=n, max_size=n))
     costs = draw(st.lists(st.floats(0.0, 50.0), min_size=n, max_size=n))
     start = draw(st.dates(D(2000, 1, 1), D(2020, 1, 1)))
