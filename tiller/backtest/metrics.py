@@ -13,7 +13,8 @@ Returns are daily simple NAV returns; annualised with 252 sessions a year.
   buys and sells): both annualised fractions of NAV, e.g. 2.0 = the book traded twice its
   value in a year (each trade measured against the NAV of its day, as in
   ``shared/reference/TREND-RP.md``, so a growing book does not inflate early trades);
-* ``costs`` = commission + slippage (USD); ``dividends`` = cash dividends received (USD).
+* ``costs`` = commission + slippage (USD); ``cost_drag`` = costs / mean(nav) / years (a
+  fraction of NAV per year); ``dividends`` = cash dividends received (USD).
 
 The ratios follow empyrical's definitions (the daily report's :mod:`tiller.reporting.metrics`;
 a test checks they agree), computed with numpy here because importing empyrical costs
@@ -75,6 +76,9 @@ def headline(daily: pd.DataFrame, trades: pd.DataFrame, initial_capital: float) 
         "turnover_two_way": two_way,
         "turnover_one_way": two_way / 2.0,
         "costs": round(commission + slippage, 2),
+        "cost_drag": (commission + slippage) / float(nav.mean()) / years
+        if nav.mean() > 0
+        else None,
         "commission": round(commission, 2),
         "slippage": round(slippage, 2),
         "dividends": round(float(daily["dividends"].sum()), 2) if "dividends" in daily else 0.0,

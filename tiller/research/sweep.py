@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass, field
-from datetime import date
 from typing import Any
 
 import pandas as pd
@@ -165,8 +164,8 @@ def results_table(
     store: Store, sweep_id: str, planned: Sequence[PlannedPoint], objective: Objective
 ) -> pd.DataFrame:
     """One row per planned point (grid order): profile, parameters, window, the headline
-    metrics, ``cost_drag`` (costs / mean NAV per year) and the objective's ``score``."""
-    stored = load_points(store, sweep_id, with_nav=True)
+    metrics (``cost_drag`` included) and the objective's ``score``."""
+    stored = load_points(store, sweep_id)
     by_hash = {row.point_hash: row for row in stored.itertuples()} if not stored.empty else {}
     rows = []
     for p in planned:
@@ -180,20 +179,10 @@ def results_table(
             "end": p.point.end,
         }
         if found is not None:
-            metrics = dict(found.metrics)
-            metrics["cost_drag"] = cost_drag(metrics, found.nav)
-            row |= {c: metrics.get(c) for c in COLUMNS}
-            row["score"] = objective.score(metrics)
+            row |= {c: found.metrics.get(c) for c in COLUMNS}
+            row["score"] = objective.score(found.metrics)
         rows.append(row)
     return pd.DataFrame(rows)
-
-
-def cost_drag(metrics: Mapping[str, Any], nav: pd.Series) -> float | None:
-    """Trading costs as a fraction of the mean NAV per year (0.01 = 1% a year)."""
-    if nav is None or len(nav) < 2 or not metrics.get("costs"):
-        return 0.0 if metrics.get("costs") == 0 else None
-    years = max((nav.index[-1] - nav.index[0]).days + 1, 1) / 365.25
-    return float(metrics["costs"]) / float(nav.mean()) / years
 
 
 def best(table: pd.DataFrame, count: int = 5) -> pd.DataFrame:
@@ -202,7 +191,3 @@ def best(table: pd.DataFrame, count: int = 5) -> pd.DataFrame:
         return table.iloc[0:0]
     scored = table[table["score"].notna()]
     return scored.sort_values("score", ascending=False, kind="stable").head(count)
-
-
-def window_of(points: Sequence[Point]) -> tuple[date, date]:
-    return min(p.start for p in points), max(p.end for p in points)
