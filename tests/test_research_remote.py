@@ -3,6 +3,7 @@ sweep through their ``tcp://`` address, and a worker killed in the middle of a s
 
 from __future__ import annotations
 
+import json
 import os
 import re
 import signal
@@ -16,6 +17,7 @@ from pathlib import Path
 
 import pandas as pd
 import pytest
+from distributed import Client
 
 from tests.conftest import MARKET, REPO
 from tests.test_research import write_grid
@@ -71,8 +73,6 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
     deadline = time.monotonic() + 60
     while not scheduler_file.exists() and time.monotonic() < deadline:
         time.sleep(0.2)
-    import json
-
     address = json.loads(scheduler_file.read_text())["address"]
     workers = [
         _dask(
@@ -92,6 +92,10 @@ def cluster(tmp_path: Path) -> Iterator[tuple[str, list[subprocess.Popen[bytes]]
         for i in range(2)
     ]
     try:
+        # Both workers must have registered before a test counts them (on a loaded CI
+        # machine the second one can take several seconds to start).
+        with Client(address, timeout=60) as client:
+            client.wait_for_workers(2, timeout=120)
         yield address, workers, trace
     finally:
         for process in [*workers, scheduler]:
