@@ -24,6 +24,7 @@ def optimize_stage(
     config = settings.optimize
     portfolio = current_portfolio(store, settings, ctx.as_of)
     returns = returns_window(store, settings, ctx.as_of, settings.symbols, config.lookback)
+    locked = decide.holding_locks(ctx.as_of, portfolio.opened, config.min_holding_days)
     key = fingerprint(
         ctx.as_of,
         config.model_dump(),
@@ -33,11 +34,19 @@ def optimize_stage(
         decision.allowed_symbols,
         portfolio.weights,
         returns.values.tolist(),
+        *([sorted(locked)] if locked else []),
     )
 
     def compute() -> OptimizationResult:
         return decide.targets(
-            signals, decision, portfolio.weights, portfolio.nav, returns, settings
+            signals,
+            decision,
+            portfolio.weights,
+            portfolio.nav,
+            returns,
+            settings,
+            day=ctx.as_of,
+            opened=portfolio.opened,
         )
 
     def persist(tx: Tx, result: OptimizationResult) -> tuple[str, str]:

@@ -38,6 +38,7 @@ class PortfolioView:
     previous_nav: float | None
     weights: dict[str, float]
     positions: dict[str, PositionInfo]
+    opened: dict[str, date | None]
 
 
 def current_portfolio(store: Store, settings: Settings, as_of: date) -> PortfolioView:
@@ -51,7 +52,8 @@ def current_portfolio(store: Store, settings: Settings, as_of: date) -> Portfoli
         for s, m in snap.positions.items()
     }
     previous = book_store.previous_nav(store, PORTFOLIO, as_of)
-    return PortfolioView(snap.nav, previous, weights, positions)
+    opened = {s: p.opened for s, p in book.positions.items()}
+    return PortfolioView(snap.nav, previous, weights, positions, opened)
 
 
 def returns_frame(

@@ -45,7 +45,7 @@ def test_buy_then_partial_sell_hand_worked() -> None:
     book = apply_fill(book, _fill("SPY", "buy", 10, 100.0, 1.0))
     # cash 10,000 - 10 x 100 - 1 = 8,999; basis 1,000 (avg 100; the commission is a fee)
     assert book.cash == 8_999.0 and book.fees == 1.0 and book.realized_pnl == 0.0
-    assert book.positions["SPY"] == PositionState("SPY", 10.0, 1_000.0)
+    assert book.positions["SPY"] == PositionState("SPY", 10.0, 1_000.0, opened=DAY)
     assert book.positions["SPY"].avg_cost == 100.0
     book = apply_fill(book, _fill("SPY", "buy", 10, 110.0, 1.1))
     # cash 8,999 - 1,100 - 1.10 = 7,897.90; basis 2,100 over 20 -> avg 105
@@ -56,7 +56,7 @@ def test_buy_then_partial_sell_hand_worked() -> None:
     assert book.cash == 8_497.3
     assert book.realized_pnl == 75.0
     assert book.fees == 2.7
-    assert book.positions["SPY"] == PositionState("SPY", 15.0, 1_575.0)
+    assert book.positions["SPY"] == PositionState("SPY", 15.0, 1_575.0, opened=DAY)
     assert book.quantities() == {"SPY": 15.0}
 
 

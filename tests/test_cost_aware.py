@@ -164,3 +164,125 @@ def test_volatility_scale_hand_worked(make_settings: Any) -> None:
     # the target follows: 95% x 0.504 of NAV in A
     result = optimize_weights(pd.DataFrame({"A": values}), {}, NAV, {"A": 1.0}, config)
     assert result.weights["A"] == pytest.approx(0.95 * 0.08 / sigma, rel=1e-9)
+
+
+# ------------------------------------------------------------- minimum holding period
+def test_holding_locks_count_calendar_days() -> None:
+    from datetime import date
+
+    from tiller.pipeline.decide import holding_locks
+
+    opened = {"A": date(2024, 3, 1), "B": date(2024, 2, 1), "C": None}
+    # A: 2024-03-20 - 2024-03-01 = 19 days < 20: locked; B: 48 days: free; C: unknown: free
+    assert holding_locks(date(2024, 3, 20), opened, 20) == {"A"}
+    assert holding_locks(date(2024, 3, 21), opened, 20) == frozenset()  # 20 days: free
+    assert holding_locks(date(2024, 3, 20), opened, 0) == frozenset()  # off
+    assert holding_locks(None, opened, 20) == frozenset()
+
+
+def test_a_locked_holding_stays_on_a_sell_signal_but_not_on_a_risk_exit(
+    make_settings: Any,
+) -> None:
+    from tests.test_orders import _decision
+    from tiller.domain import Signal, SignalType
+    from tiller.portfolio.selection import investable
+
+    def signal(symbol: str, kind: SignalType) -> Signal:
+        return Signal(symbol, kind, 1.0, long_eligible=True, reason="trend")
+
+    signals = [signal("SPY", SignalType.SELL), signal("TLT", SignalType.SELL)]
+    decision = _decision()
+    held = ["SPY", "TLT"]
+    assert investable(signals, decision, held) == []  # both sold on their signals
+    assert investable(signals, decision, held, locked={"SPY"}) == ["SPY"]  # SPY kept
+    # a risk exit (a stop) or a symbol risk no longer allows still leaves
+    stopped = _decision(forced_exits={"SPY": "stop"})
+    assert investable(signals, stopped, held, locked={"SPY"}) == []
+    barred = _decision(allowed_symbols=("TLT",))
+    assert investable(signals, barred, held, locked={"SPY"}) == []
+    # only held symbols are locked: a lock never buys
+    assert investable(signals, decision, [], locked={"SPY"}) == []
+
+
+def test_the_opening_date_is_kept_by_the_book() -> None:
+    from datetime import UTC, date, datetime
+
+    from tiller.execution.accounting import (
+        Fill,
+        Portfolio,
+        apply_fill,
+        book_from_dict,
+        book_to_dict,
+    )
+    from tiller.execution.broker import OrderSide
+
+    def fill(side: OrderSide, qty: float, day: date) -> Fill:
+        at = datetime.combine(day, datetime.min.time(), tzinfo=UTC)
+        return Fill(f"{side}-{day}", "SPY", side, qty, 100.0, 0.0, at)
+
+    book = apply_fill(Portfolio.initial(10_000), fill(OrderSide.BUY, 10, date(2024, 3, 1)))
+    book = apply_fill(book, fill(OrderSide.BUY, 5, date(2024, 3, 8)))  # adding keeps it
+    book = apply_fill(book, fill(OrderSide.SELL, 3, date(2024, 3, 11)))  # so does a trim
+    assert book.positions["SPY"].opened == date(2024, 3, 1)
+    assert book_from_dict(book_to_dict(book)) == book  # saved between runs
+    book = apply_fill(book, fill(OrderSide.SELL, 12, date(2024, 3, 12)))  # closed
+    book = apply_fill(book, fill(OrderSide.BUY, 1, date(2024, 3, 13)))  # a new position
+    assert book.positions["SPY"].opened == date(2024, 3, 13)
+
+
+def _first_round_trip(result: Any) -> tuple[Any, Any]:
+    """The first session GLD is held and the first after it that it is not."""
+    held = result.weights["GLD"].fillna(0.0) > 0
+    first = held.idxmax()
+    return first, held[first:].idxmin()
+
+
+def test_the_backtest_holds_a_position_for_its_minimum_period(make_settings: Any) -> None:
+    from datetime import date
+
+    from tests.test_backtest import synthetic_market
+    from tests.test_strategy_options import trend_settings
+    from tiller.backtest import run_backtest
+
+    # GLD rises for 12 sessions, then falls 0.2 a day (below its 3-day average from the
+    # 13th session on); TLT falls throughout (never bought)
+    n = 50
+    gld = [100.0 + i if i < 12 else 111.0 - 0.2 * (i - 11) for i in range(n)]
+    market = synthetic_market(closes={"GLD": gld, "TLT": [100.0 - 0.5 * i for i in range(n)]})
+    start, end = date(2024, 1, 2), date(2024, 3, 12)
+    plain = run_backtest(trend_settings(make_settings, cadence="weekly"), market, start, end)
+    held = trend_settings(make_settings, cadence="weekly")
+    held = held.model_copy(
+        update={"optimize": held.optimize.model_copy(update={"min_holding_days": 30})}
+    )
+    locked = run_backtest(held, market, start, end)
+    buy, sell = _first_round_trip(plain)
+    assert (sell - buy).days < 30  # the plain rule leaves within weeks of the turn
+    buy_l, sell_l = _first_round_trip(locked)
+    assert buy_l == buy
+    assert (sell_l - buy_l).days >= 30  # held to the end of its minimum period, then sold
+    assert (sell_l - buy_l).days < 30 + 7  # at the first weekly rebalance after it
+
+
+def test_the_flow_reads_the_opening_dates_from_the_stored_book(
+    make_settings: Any, sqlite_url: str
+) -> None:
+    from datetime import UTC, date, datetime
+
+    from tasks.portfolio import PORTFOLIO, current_portfolio
+    from tests.test_simulated_broker import _store_bars
+    from tiller.execution.accounting import Fill, Portfolio, apply_fill, book_to_dict
+    from tiller.execution.broker import OrderSide
+    from tiller.store import book as book_store
+    from tiller.store.repo import Store
+
+    store = Store.open(sqlite_url)
+    at = datetime(2024, 3, 1, 14, 30, tzinfo=UTC)
+    book = apply_fill(
+        Portfolio.initial(10_000), Fill("b", "SPY", OrderSide.BUY, 10, 100.0, 0.0, at)
+    )
+    with store.transaction() as tx:
+        book_store.save_state(tx, store, PORTFOLIO, date(2024, 3, 1), book_to_dict(book))
+    _store_bars(store, "SPY", date(2024, 2, 26), date(2024, 3, 4))
+    view = current_portfolio(store, make_settings(), date(2024, 3, 4))
+    assert view.opened == {"SPY": date(2024, 3, 1)}

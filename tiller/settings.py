@@ -355,6 +355,9 @@ class OptimizeConfig(_Frozen):
     # vol_target_band (fraction of NAV) from the current invested share. None: off.
     vol_target: float | None = Field(None, gt=0, lt=2)
     vol_target_band: float = Field(0.05, ge=0, lt=1)
+    # Minimum holding period: a position opened fewer than this many calendar days ago is
+    # not closed on its signal (risk exits, stops and delistings still close it). 0: off.
+    min_holding_days: int = Field(0, ge=0, le=365)
     max_turnover: float = Field(0.30, gt=0)
     max_trades: int = Field(5, ge=1)
     initial_capital: float = Field(100_000, gt=0)

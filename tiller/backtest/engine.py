@@ -373,7 +373,14 @@ class _Replay:
                     with self.timer("optimize"):
                         current = self._weights(book, marks, snap.nav)
                         targets = decide.targets(
-                            signals, decision, current, snap.nav, self._window(i), settings
+                            signals,
+                            decision,
+                            current,
+                            snap.nav,
+                            self._window(i),
+                            settings,
+                            day=day,
+                            opened={s: p.opened for s, p in book.positions.items()},
                         ).weights
                     wanted: Mapping[str, float] = targets
                 elif decision.forced_exits or decision.halve:

@@ -131,11 +131,16 @@ class PositionState:
         Quantity held (shares / coins, > 0).
     cost_basis:
         Total cost (USD, whole cents) of the quantity held, commissions excluded.
+    opened:
+        The date of the fill that opened the position (from none held); adding to it or
+        selling part of it keeps the date.  None when unknown (a position taken over from
+        the broker, or a book saved before the date was kept).
     """
 
     symbol: str
     qty: float
     cost_basis: float
+    opened: date | None = None
 
     @property
     def avg_cost(self) -> float:
@@ -211,7 +216,10 @@ def apply_fill(portfolio: Portfolio, fill: Fill) -> Portfolio:
     if fill.side == OrderSide.BUY:
         cash -= gross + commission
         positions[fill.symbol] = PositionState(
-            fill.symbol, _clean_qty(held_qty + fill.qty), _usd(basis + gross)
+            fill.symbol,
+            _clean_qty(held_qty + fill.qty),
+            _usd(basis + gross),
+            held.opened if held is not None else fill.filled_at.date(),
         )
     else:
         if fill.qty > held_qty + QTY_TOLERANCE:
@@ -225,7 +233,10 @@ def apply_fill(portfolio: Portfolio, fill: Fill) -> Portfolio:
         else:
             released = _cents(_usd(basis) * fill.qty / held_qty)
             positions[fill.symbol] = PositionState(
-                fill.symbol, _clean_qty(held_qty - fill.qty), _usd(basis - released)
+                fill.symbol,
+                _clean_qty(held_qty - fill.qty),
+                _usd(basis - released),
+                held.opened if held is not None else None,
             )
         cash += gross - commission
         realized += gross - released
@@ -512,6 +523,8 @@ def align_to_broker(
             after = PositionState.from_avg_cost(
                 d.symbol, d.broker_qty, by_symbol[d.symbol].avg_entry_price
             )
+            if before is not None:
+                after = replace(after, opened=before.opened)
             positions[d.symbol] = after
         else:
             positions.pop(d.symbol, None)
@@ -542,7 +555,9 @@ def book_to_dict(book: Portfolio) -> dict[str, Any]:
         "fees": book.fees,
         "peak_nav": book.peak_nav,
         "positions": {
-            s: {"qty": p.qty, "cost_basis": p.cost_basis} for s, p in book.positions.items()
+            s: {"qty": p.qty, "cost_basis": p.cost_basis}
+            | ({"opened": p.opened.isoformat()} if p.opened else {})
+            for s, p in book.positions.items()
         },
     }
 
@@ -552,7 +567,12 @@ def book_from_dict(data: Mapping[str, Any]) -> Portfolio:
     return Portfolio(
         cash=float(data["cash"]),
         positions={
-            s: PositionState(s, float(p["qty"]), float(p["cost_basis"]))
+            s: PositionState(
+                s,
+                float(p["qty"]),
+                float(p["cost_basis"]),
+                date.fromisoformat(p["opened"]) if p.get("opened") else None,
+            )
             for s, p in data["positions"].items()
         },
         realized_pnl=float(data["realized_pnl"]),

@@ -82,12 +82,21 @@ def targets(
     nav: float,
     returns: ReturnWindow,
     settings: Settings,
+    *,
+    day: date | None = None,
+    opened: Mapping[str, date | None] | None = None,
 ) -> OptimizationResult:
     """The optimize stage: target weights (``CASH`` included) over what signals and risk
-    allow, from the last ``optimize.lookback`` rows of ``returns``."""
+    allow, from the last ``optimize.lookback`` rows of ``returns``.
+
+    ``opened`` gives the date each held position was opened; with
+    ``optimize.min_holding_days`` > 0 a position opened fewer calendar days before ``day``
+    stays investable whatever its signal (:func:`holding_locks`).
+    """
     config = settings.optimize
     fixed = config.fixed_weights if config.method == "fixed" else None
-    assets = investable(signals, decision, list(current), fixed)
+    locked = holding_locks(day, opened or {}, config.min_holding_days)
+    assets = investable(signals, decision, list(current), fixed, locked)
     columns = set(returns.columns)
     usable = [s for s in assets if s in columns]
     window = ReturnWindow(returns.tail(config.lookback).select(usable), tuple(usable))
@@ -100,6 +109,23 @@ def targets(
         exposure=decision.exposure_scale,
         pair_caps=decision.pair_caps,
         fixed=fixed,
+    )
+
+
+def holding_locks(
+    day: date | None, opened: Mapping[str, date | None], min_holding_days: int
+) -> frozenset[str]:
+    """Held symbols still inside their minimum holding period on ``day``.
+
+    A position opened on date ``o`` is locked while ``(day - o).days < min_holding_days``
+    (calendar days, so the rule reads the same for equities and crypto). Worked example:
+    ``min_holding_days`` 20, opened 2024-03-01: locked through 2024-03-20 (19 days), free
+    on 2024-03-21 (20 days). A position with no known opening date is never locked.
+    """
+    if day is None or min_holding_days <= 0:
+        return frozenset()
+    return frozenset(
+        s for s, o in opened.items() if o is not None and (day - o).days < min_holding_days
     )
 
 
