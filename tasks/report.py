@@ -47,6 +47,32 @@ def _records(frame: pd.DataFrame) -> list[dict[str, Any]]:
     return [dict(r) for r in clean.to_dict("records")]
 
 
+@dataclass(frozen=True)
+class PaperTrading:
+    """What the paper book's fills traded up to a date: USD bought plus sold and the
+    commission charged, each by fill date (the slippage is inside the fill price: a
+    paper record's costs are its commissions)."""
+
+    traded: pd.Series
+    costs: pd.Series
+
+    @classmethod
+    def load(cls, store: Store, as_of: date) -> PaperTrading:
+        fills = db.fills_between(store, date.min, as_of)
+        index = pd.to_datetime(fills["as_of"])
+        notional = fills["qty"].astype(float) * fills["price"].astype(float)
+        return cls(
+            traded=pd.Series(notional.to_numpy(), index=index, dtype=float),
+            costs=pd.Series(fills["commission"].astype(float).to_numpy(), index=index),
+        )
+
+    def monthly(self, nav: pd.Series) -> pd.DataFrame:
+        """:func:`tiller.reporting.metrics.monthly_trading` of these fills against ``nav``."""
+        from tiller.reporting.metrics import monthly_trading
+
+        return monthly_trading(nav, self.traded, self.costs)
+
+
 def trade_pnls(store: Store, start: date, end: date) -> tuple[float, ...]:
     """Realized P&L of each sell fill in ``[start, end]`` (USD): (price - average cost the day
     before) x qty - commission, the average cost from the previous position snapshot."""
@@ -148,6 +174,7 @@ def daily_inputs(
     return DailyReportInputs(
         as_of=as_of,
         nav_history=nav_history,
+        trading=PaperTrading.load(store, as_of).monthly(nav_history),
         cash=cash,
         positions=positions,
         targets={str(r.symbol): float(r.weight) for r in targets.itertuples()},

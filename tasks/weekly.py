@@ -9,7 +9,7 @@ import pandas as pd
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
-from tasks.report import RenderedReport, notify, trade_pnls, write_report
+from tasks.report import PaperTrading, RenderedReport, notify, trade_pnls, write_report
 from tiller import calendars
 from tiller.backtest.gate import GateRecord
 from tiller.backtest.service import stress_rows
@@ -51,6 +51,7 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
     sent = db.sent_order_statuses(store)
     fill_rate = float((sent["status"] == "filled").mean()) if len(sent) else None
     all_pnls = trade_pnls(store, date.min, as_of)
+    trading = PaperTrading.load(store, as_of)
     stress = stress_rows(store)
     runs = db.flow_runs(store, DAILY, as_of)
     uptime = None
@@ -73,34 +74,28 @@ def weekly_inputs(store: Store, settings: Any, as_of: date) -> WeeklyReportInput
         deviation=_deviation(store, settings, as_of),
         uptime=uptime,
         fill_rate=fill_rate,
-        performance=_paper_record(store, settings, as_of, nav_history, all_pnls, risk_history),
+        performance=_paper_record(settings, nav_history, all_pnls, risk_history, trading),
+        trading=trading.monthly(nav_history),
         gate_config=settings.gate,
         stress_scenarios=tuple(s.name for s in settings.stress.scenarios),
     )
 
 
 def _paper_record(
-    store: Store,
     settings: Any,
-    as_of: date,
     nav_history: pd.Series,
     pnls: tuple[float, ...],
     risk_history: pd.Series,
+    trading: PaperTrading,
 ) -> GateRecord:
     """The paper book for the performance gate: its NAV, the notional its fills traded
     per session, their commissions and its closed trades' P&L."""
-    fills = db.fills_between(store, date.min, as_of)
-    traded = pd.Series(
-        (fills["qty"].astype(float) * fills["price"].astype(float)).to_numpy(),
-        index=pd.to_datetime(fills["as_of"]),
-        dtype=float,
-    )
     return GateRecord(
         label="paper",
         nav=nav_history,
         initial_capital=float(settings.optimize.initial_capital),
-        traded=traded,
-        costs=float(fills["commission"].astype(float).sum()),
+        traded=trading.traded,
+        costs=float(trading.costs.sum()),
         trade_pnls=pnls,
         levels=risk_history,
     )

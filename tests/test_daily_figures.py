@@ -280,3 +280,65 @@ def test_a_value_that_rounds_to_zero_has_no_sign() -> None:
     assert gld["deviation"] < 0  # the figure itself is kept
     html = render_html(report, "daily", charts=False)
     assert "-0.00%" not in html and "-$0.00" not in html
+
+
+# ------------------------------------------------------------- turnover and costs
+def test_monthly_turnover_and_cost_drag_hand_worked() -> None:
+    # 2024-02-27 .. 2024-03-04: four sessions, NAV 100,000 then 50,000 then 100,000 x 2
+    days = pd.to_datetime(["2024-02-28", "2024-02-29", "2024-03-01", "2024-03-04"])
+    nav = pd.Series([100_000.0, 50_000.0, 100_000.0, 100_000.0], index=days)
+    traded = pd.Series(
+        [20_000.0, 5_000.0, 5_000.0, 30_000.0, 999.0],
+        # two fills on 02-29 (summed); one dated on a day without a NAV (left out)
+        index=pd.to_datetime(
+            ["2024-02-28", "2024-02-29", "2024-02-29", "2024-03-04", "2024-03-02"]
+        ),
+    )
+    costs = pd.Series(
+        [10.0, 2.0, 15.0], index=pd.to_datetime(["2024-02-28", "2024-02-29", "2024-03-04"])
+    )
+    table = metrics.monthly_trading(nav, traded, costs)
+    feb, mar = table.loc["2024-02"], table.loc["2024-03"]
+    # February: 20,000 / 100,000 + 10,000 / 50,000 = 0.2 + 0.2 = 40% two-way, 20% one-way
+    assert feb["turnover_two_way"] == pytest.approx(0.40)
+    assert feb["turnover_one_way"] == pytest.approx(0.20)
+    assert feb["traded"] == pytest.approx(30_000.0) and feb["costs"] == pytest.approx(12.0)
+    # cost drag: 12 / mean NAV 75,000 x 252 / 2 sessions = 2.016% a year
+    assert feb["cost_drag"] == pytest.approx(12 / 75_000 * 252 / 2)
+    # March: 30,000 / 100,000 = 30% two-way; 15 / 100,000 x 252 / 2 = 1.89%
+    assert mar["turnover_two_way"] == pytest.approx(0.30)
+    assert mar["cost_drag"] == pytest.approx(15 / 100_000 * 126)
+    section = metrics.trading_section(table)
+    inception = section["since_inception"]
+    assert inception["traded"] == pytest.approx(60_000.0) and inception["costs"] == 27.0
+    # 4 sessions: no average month or annual drag extrapolated from them
+    assert inception["turnover_two_way"] is None and inception["cost_drag"] is None
+    assert "from 60 sessions (4 so far)" in section["notes"][0]
+    assert [m["month"] for m in section["months"]] == ["2024-02", "2024-03"]
+    assert metrics.trading_section(table, months=1)["months"][0]["month"] == "2024-03"
+    # 63 sessions at 100,000, 30,000 traded on three of them and $9 of costs each time:
+    # two-way 0.9 over 63 sessions -> 0.9 x 21 / 63 = 30% an average month (15% one-way);
+    # cost drag 27 / 100,000 x 252 / 63 = 0.108% a year
+    days = pd.bdate_range("2024-01-02", periods=63)
+    nav = pd.Series(100_000.0, index=days)
+    traded = pd.Series(30_000.0, index=days[[0, 20, 40]])
+    long = metrics.trading_section(
+        metrics.monthly_trading(nav, traded, pd.Series(9.0, index=days[[0, 20, 40]]))
+    )["since_inception"]
+    assert long["turnover_two_way"] == pytest.approx(0.30)
+    assert long["turnover_one_way"] == pytest.approx(0.15)
+    assert long["cost_drag"] == pytest.approx(0.00108)
+
+
+def test_the_trading_section_is_rendered_and_empty_records_say_so() -> None:
+    nav = pd.Series([100_000.0] * 3, index=pd.bdate_range(end="2024-03-08", periods=3))
+    traded = pd.Series([10_000.0], index=[nav.index[1]])
+    table = metrics.monthly_trading(nav, traded, pd.Series([1.5], index=[nav.index[1]]))
+    report = build_daily_report(_inputs(nav, trading=table))
+    assert report["trading"]["months"][0]["turnover_one_way"] == pytest.approx(0.05)
+    html = render_html(report, "daily")
+    assert 'id="trading"' in html and "5.0%" in html
+    empty = build_daily_report(_inputs([100_000.0]))
+    assert empty["trading"]["since_inception"] is None
+    assert "No sessions recorded yet" in empty["trading"]["notes"][0]
+    assert "No sessions recorded yet" in render_html(empty, "daily")

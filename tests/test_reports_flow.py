@@ -103,6 +103,17 @@ def test_daily_reports_weekly_review_and_summaries(
     assert (
         store.select(__import__("sqlalchemy").text("SELECT count(*) FROM reports")).iloc[0, 0] == 4
     )
+    # turnover and costs per month, from the fills the store holds
+    fills = store.select(__import__("sqlalchemy").text("SELECT qty, price, commission FROM fills"))
+    assert len(fills)  # the first day's orders filled on the second
+    trading = report["trading"]
+    assert [m["month"] for m in trading["months"]] == ["2024-03"]
+    inception = trading["since_inception"]
+    assert inception["sessions"] == 3
+    assert inception["traded"] == pytest.approx(float((fills["qty"] * fills["price"]).sum()))
+    assert inception["costs"] == pytest.approx(float(fills["commission"].sum()))
+    assert review["trading"]["since_inception"] == inception
+    assert 'id="trading"' in Path(summary["reports"]["daily"]["html"]).read_text()
 
 
 def test_a_notification_failure_never_fails_the_run(env: Path, monkeypatch) -> None:

@@ -18,13 +18,14 @@ from hypothesis import strategies as st
 
 from tests import browser
 from tiller.backtest.result import DAILY_COLUMNS, EVENT_COLUMNS, TRADE_COLUMNS, BacktestResult
+from tiller.reporting.metrics import monthly_trading
 from tiller.reporting.render import TEMPLATE_DIR, money, pct
 from tiller.reporting.tearsheet import (
-    annual_turnover,
     monthly_returns,
     render_tearsheet,
     rolling_sharpe,
     window_stats,
+    yearly_trading,
 )
 
 BUNDLE = plotly.offline.get_plotlyjs()
@@ -150,15 +151,33 @@ def test_window_stats_outside_the_backtest() -> None:
 # --------------------------------------------------------------------------- turnover, sharpe
 
 
-def test_annual_turnover_hand_worked() -> None:
-    daily = pd.DataFrame(
-        {"traded": [10_000.0, 30_000.0, 0.0], "nav": [100_000.0, 300_000.0, 50_000.0]},
-        index=[D(2020, 12, 30), D(2020, 12, 31), D(2021, 1, 4)],
+def test_yearly_turnover_and_costs_hand_worked() -> None:
+    nav = pd.Series(
+        [100_000.0, 300_000.0, 50_000.0],
+        index=pd.to_datetime([D(2020, 12, 30), D(2020, 12, 31), D(2021, 1, 4)]),
     )
-    out = annual_turnover(daily)
-    # 2020: (10,000 + 30,000) / mean(100,000, 300,000) = 40,000 / 200,000 = 0.2
-    # 2021: 0 / 50,000 = 0
-    assert out.to_dict() == {2020: pytest.approx(0.2), 2021: 0.0}
+    traded = pd.Series([10_000.0, 30_000.0, 0.0], index=nav.index)
+    costs = pd.Series([4.0, 6.0, 0.0], index=nav.index)
+    rows = yearly_trading(monthly_trading(nav, traded, costs))
+    # 2020: 10,000 / 100,000 + 30,000 / 300,000 = 0.1 + 0.1 = 0.2 two-way, 0.1 one-way;
+    # cost drag 10 / mean NAV 200,000 x 252 / 2 sessions = 0.0063
+    # 2021: nothing traded
+    assert rows == [
+        {
+            "year": 2020,
+            "turnover_one_way": pytest.approx(0.1),
+            "turnover_two_way": pytest.approx(0.2),
+            "costs": 10.0,
+            "cost_drag": pytest.approx(10 / 200_000 * 126),
+        },
+        {
+            "year": 2021,
+            "turnover_one_way": 0.0,
+            "turnover_two_way": 0.0,
+            "costs": 0.0,
+            "cost_drag": 0.0,
+        },
+    ]
 
 
 def test_rolling_sharpe_hand_worked() -> None:
@@ -291,8 +310,12 @@ def test_render_synthetic_backtest() -> None:
     assert f'<td class="n {cls}">{pct(march, 1)}</td>' in text
     assert pct(table.loc[2019, "Year"], 1) in text
     # turnover by year: 2019 sessions Nov 1 .. Dec 31
-    turnover = annual_turnover(result.daily)
-    one_way, two_way = pct(turnover[2019] / 2), pct(turnover[2019])
+    daily = result.daily
+    trading = monthly_trading(
+        daily["nav"], daily["traded"], daily["commission"] + daily["slippage"]
+    )
+    turnover = yearly_trading(trading)[0]
+    one_way, two_way = pct(turnover["turnover_one_way"]), pct(turnover["turnover_two_way"])
     assert f'<td>2019</td><td class="n">{one_way}</td><td class="n">{two_way}</td>' in text
     # costs: 60 trading days with 20,000 traded x (5 + 2) bp = 60 x 14 = 840
     daily = result.daily

@@ -110,6 +110,9 @@ class DailyReportInputs:
     trade_pnls: tuple[float, ...] = ()
     """Realised P&L (USD) of each trade closed since paper trading began (for the win rate);
     empty when no trade has closed yet."""
+    trading: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """:func:`tiller.reporting.metrics.monthly_trading` of the paper record up to
+    ``as_of`` (turnover and costs per month); empty: none yet."""
     regime: dict[str, Any] = field(default_factory=dict)
     """``regime`` (NORMAL | ELEVATED | HIGH_VOL | EXTREME), ``vix`` (the close it came from),
     ``vix_date``, ``reason``, ``effect`` (what it changes, in words) and ``thresholds``
@@ -375,6 +378,7 @@ def build_daily_report(inputs: DailyReportInputs) -> dict[str, Any]:
         "risk": _risk(inputs),
         "regime": _regime(inputs),
         "signals": _signals(inputs),
+        "trading": metrics.trading_section(inputs.trading),
         "data_quality": {
             "status": dq.get("status", "unknown"),
             "blocking": bool(dq.get("blocking", False)),

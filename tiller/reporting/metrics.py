@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Iterable, Sequence
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -180,3 +181,130 @@ def drawdown_series(nav: pd.Series) -> pd.Series:
     values = pd.Series(nav, dtype=float).sort_index()
     values = values[np.isfinite(values.to_numpy()) & (values.to_numpy() > 0)]
     return 1.0 - values / values.cummax()
+
+
+TRADING_COLUMNS = (
+    "sessions",
+    "traded",
+    "costs",
+    "mean_nav",
+    "turnover_one_way",
+    "turnover_two_way",
+    "cost_drag",
+)
+
+
+def monthly_trading(nav: pd.Series, traded: pd.Series, costs: pd.Series) -> pd.DataFrame:
+    """Turnover and trading costs per calendar month.
+
+    Parameters
+    ----------
+    nav : pd.Series
+        End-of-session NAV (USD) by date; the sessions that count.
+    traded : pd.Series
+        USD bought plus sold by date (several entries on one date are summed; a date
+        without a NAV is left out).
+    costs : pd.Series
+        Trading costs (USD) by date, as ``traded``.
+
+    Returns
+    -------
+    pd.DataFrame
+        Index: ``"YYYY-MM"``; columns :data:`TRADING_COLUMNS`: ``sessions`` (with a
+        NAV), ``traded`` and ``costs`` (USD), ``mean_nav`` (USD),
+        ``turnover_two_way = sum_d traded_d / nav_d`` over the month's sessions (each
+        day's trades against that day's NAV), ``turnover_one_way`` half of it, and the
+        annualised ``cost_drag = costs / mean_nav x 252 / sessions``.  Worked example:
+        21 sessions at a $100,000 NAV, $30,000 traded in the month and $25 of costs:
+        two-way 30%, one-way 15%, cost drag 25 / 100,000 x 12 = 0.3% a year.
+    """
+    values = pd.Series(nav, dtype=float).sort_index()
+    values.index = pd.DatetimeIndex(values.index).normalize()
+    values = values[np.isfinite(values.to_numpy()) & (values.to_numpy() > 0)]
+    if values.empty:
+        return pd.DataFrame(columns=list(TRADING_COLUMNS), dtype=float)
+
+    def per_session(series: pd.Series) -> pd.Series:
+        frame = pd.Series(series, dtype=float)
+        frame.index = pd.DatetimeIndex(frame.index).normalize()
+        return frame.groupby(level=0).sum().reindex(values.index, fill_value=0.0)
+
+    frame = pd.DataFrame(
+        {"nav": values, "traded": per_session(traded), "costs": per_session(costs)}
+    )
+    frame["share"] = frame["traded"] / frame["nav"]
+    months = frame.groupby(frame.index.strftime("%Y-%m"))
+    out = pd.DataFrame(
+        {
+            "sessions": months["nav"].count(),
+            "traded": months["traded"].sum(),
+            "costs": months["costs"].sum(),
+            "mean_nav": months["nav"].mean(),
+            "turnover_two_way": months["share"].sum(),
+        }
+    )
+    out["turnover_one_way"] = out["turnover_two_way"] / 2.0
+    out["cost_drag"] = out["costs"] / out["mean_nav"] * TRADING_DAYS / out["sessions"]
+    out.index.name = "month"
+    return out[list(TRADING_COLUMNS)]
+
+
+TRADING_MONTHS = 12
+"""Months a report lists in its trading section (the most recent ones)."""
+
+
+def trading_section(table: pd.DataFrame, months: int = TRADING_MONTHS) -> dict[str, Any]:
+    """The trading section of the daily report and the weekly review.
+
+    Parameters
+    ----------
+    table : pd.DataFrame
+        :func:`monthly_trading` of the record.
+    months : int
+        How many of the most recent months to list.
+
+    Returns
+    -------
+    dict
+        ``months``: rows (``month`` and :data:`TRADING_COLUMNS`), oldest first;
+        ``since_inception``: ``sessions``, ``traded``, ``costs`` (USD), the average
+        month's ``turnover_one_way`` and ``turnover_two_way`` (per 21 sessions:
+        ``sum(two_way) x 21 / sessions``, halved for one-way) and the annualised
+        ``cost_drag = costs / mean NAV x 252 / sessions`` (mean NAV over all sessions),
+        these three None before :data:`MIN_ANNUALISED_SESSIONS` sessions; ``notes``.
+    """
+    notes: list[str] = []
+    if table.empty:
+        notes.append("No sessions recorded yet: no turnover or costs to show.")
+        return {"months": [], "since_inception": None, "notes": notes}
+    sessions = int(table["sessions"].sum())
+    per_month = TRADING_DAYS / 12 / sessions
+    mean_nav = float((table["mean_nav"] * table["sessions"]).sum()) / sessions
+    two_way: float | None = float(table["turnover_two_way"].sum()) * per_month
+    costs = float(table["costs"].sum())
+    drag: float | None = costs / mean_nav * TRADING_DAYS / sessions
+    if sessions < MIN_ANNUALISED_SESSIONS:
+        two_way = drag = None
+        notes.append(
+            f"The average month and the annual cost drag are shown from "
+            f"{MIN_ANNUALISED_SESSIONS} sessions ({sessions} so far)."
+        )
+    rows = [
+        {"month": str(month), **{c: float(row[c]) for c in TRADING_COLUMNS}}
+        | {"sessions": int(row["sessions"])}
+        for month, row in table.tail(months).iterrows()
+    ]
+    if len(table) > months:
+        notes.append(f"The last {months} of {len(table)} months are listed.")
+    return {
+        "months": rows,
+        "since_inception": {
+            "sessions": sessions,
+            "traded": float(table["traded"].sum()),
+            "costs": costs,
+            "turnover_one_way": None if two_way is None else two_way / 2.0,
+            "turnover_two_way": two_way,
+            "cost_drag": drag,
+        },
+        "notes": notes,
+    }

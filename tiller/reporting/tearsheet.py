@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 
 from tiller.backtest.result import BacktestResult, BenchmarkRun
-from tiller.reporting.metrics import TRADING_DAYS
+from tiller.reporting.metrics import TRADING_DAYS, monthly_trading
 from tiller.reporting.render import (
     LEVEL_COLOURS,
     NA,
@@ -183,27 +183,39 @@ def window_stats(
     }
 
 
-def annual_turnover(daily: pd.DataFrame) -> pd.Series:
-    """Two-way turnover (buys + sells) per calendar year: ``sum(traded / nav)`` over the
-    year's sessions (each day's trades against that day's NAV, as the headline figure);
-    one-way turnover is half of it.
+def yearly_trading(trading: pd.DataFrame) -> list[dict[str, Any]]:
+    """Turnover and costs per calendar year from the monthly table.
 
     Parameters
     ----------
-    daily : pd.DataFrame
-        :attr:`BacktestResult.daily` (needs ``traded`` and ``nav``, USD).
+    trading : pd.DataFrame
+        :func:`tiller.reporting.metrics.monthly_trading` of the run.
 
     Returns
     -------
-    pd.Series
-        Index: year (int); values: fractions (``2.0`` = traded twice the NAV in the year).
-        A partial year is not scaled up.
+    list of dict
+        ``year``, ``turnover_two_way`` (the sum of the months': each session's traded /
+        NAV, a partial year not scaled up), ``turnover_one_way`` (half), ``costs`` (USD)
+        and the annualised ``cost_drag = costs / mean NAV x 252 / sessions``.
     """
-    frame = _dated(daily[["traded", "nav"]].astype(float))
-    share = (frame["traded"] / frame["nav"].where(frame["nav"] > 0)).fillna(0.0)
-    out = share.groupby(frame.index.year).sum()
-    out.index.name = None
-    return out.astype(float)
+    if trading.empty:
+        return []
+    years = trading.groupby(trading.index.str[:4])
+    sessions = years["sessions"].sum()
+    mean_nav = (trading["mean_nav"] * trading["sessions"]).groupby(trading.index.str[:4]).sum()
+    mean_nav = mean_nav / sessions
+    costs = years["costs"].sum()
+    two_way = years["turnover_two_way"].sum()
+    return [
+        {
+            "year": int(year),
+            "turnover_one_way": float(two_way[year]) / 2.0,
+            "turnover_two_way": float(two_way[year]),
+            "costs": float(costs[year]),
+            "cost_drag": float(costs[year] / mean_nav[year] * TRADING_DAYS / sessions[year]),
+        }
+        for year in two_way.index
+    ]
 
 
 def rolling_sharpe(nav: pd.Series, window: int = ROLLING_WINDOW) -> pd.Series:
@@ -513,6 +525,7 @@ def _charts(
     result: BacktestResult,
     daily: pd.DataFrame,
     sharpe: pd.Series,
+    trading: pd.DataFrame,
     cash: Sequence[dict[str, Any]] = (),
     benchmarks: Sequence[BenchmarkRun] = (),
 ) -> dict[str, Markup]:
@@ -594,16 +607,23 @@ def _charts(
             add("weights", fig, "Weights (fraction of NAV)", len(weights), yaxis_tickformat=".0%")
         else:
             out["weights"] = _missing("No weights recorded.")
+        months = pd.to_datetime(trading.index, format="%Y-%m").to_numpy(dtype="datetime64[D]")
+        fig = go.Figure(
+            [
+                go.Bar(name="One-way", x=months, y=trading["turnover_one_way"].to_numpy()),
+                go.Bar(
+                    name="Cost drag (annualised)",
+                    x=months,
+                    y=trading["cost_drag"].to_numpy(),
+                    visible="legendonly",
+                ),
+            ]
+        )
         add(
             "turnover",
-            go.Figure(
-                go.Bar(
-                    x=np.asarray(days, dtype="datetime64[D]"),
-                    y=daily["turnover"].to_numpy(dtype=float),
-                )
-            ),
-            "Daily two-way turnover (buys + sells traded / NAV)",
-            n,
+            fig,
+            "Monthly turnover, one-way (each session's trades / NAV, halved); cost drag",
+            len(trading),
             yaxis_tickformat=".1%",
         )
         fig = go.Figure(
@@ -768,7 +788,11 @@ def render_tearsheet(
     daily = _dated(result.daily)
     cash = risk_cash_periods(daily)
     sharpe = rolling_sharpe(daily["nav"]) if len(daily) else pd.Series(dtype=float)
-    turnover = annual_turnover(daily) if len(daily) else pd.Series(dtype=float)
+    trading = (
+        monthly_trading(daily["nav"], daily["traded"], daily["commission"] + daily["slippage"])
+        if len(daily)
+        else pd.DataFrame()
+    )
     commission = float(daily["commission"].sum()) if len(daily) else 0.0
     slippage = float(daily["slippage"].sum()) if len(daily) else 0.0
     costs = {
@@ -785,13 +809,13 @@ def render_tearsheet(
         headline=_headline(result),
         profile=profile_label(result.config),
         configuration=describe_config(result.config),
-        charts=_charts(result, daily, sharpe, cash, benchmarks or ()),
+        charts=_charts(result, daily, sharpe, trading, cash, benchmarks or ()),
         benchmarks=_benchmark_table(result, benchmarks),
         drawdown_periods=_period_rows(drawdown_periods(daily["nav"])) if len(daily) else [],
         cash_periods=[cash_sentence(p) for p in cash],
         months=MONTHS,
         monthly=_monthly_rows(monthly_returns(daily["nav"], result.initial_capital)),
-        turnover=[(int(y), float(v) / 2.0, float(v)) for y, v in turnover.items()],
+        turnover=yearly_trading(trading),
         costs=costs,
         events=_events(result.risk_events),
         events_total=len(result.risk_events),

@@ -85,6 +85,9 @@ class WeeklyReportInputs:
     performance: GateRecord | None = None
     """The paper record for the performance targets and the pre-paper gate; None: the
     section says it was not evaluated."""
+    trading: pd.DataFrame = field(default_factory=pd.DataFrame)
+    """:func:`tiller.reporting.metrics.monthly_trading` of the paper record (turnover and
+    costs per month); empty: none yet."""
     gate_config: GateConfig = field(default_factory=GateConfig)
     stress_scenarios: tuple[str, ...] = ()
     """The configured stress scenario names (each must be in the stress batch)."""
@@ -293,6 +296,7 @@ def build_weekly_report(inputs: WeeklyReportInputs) -> dict[str, Any]:
         "stress_tests": _stress(inputs),
         "deviation": _deviation(inputs),
         "performance_gate": _performance_gate(inputs),
+        "trading": metrics.trading_section(inputs.trading),
         "series": {"daily_pnl": series_points(week_nav.diff().iloc[1:], "pnl")},
     }
     out: dict[str, Any] = to_jsonable(report)
