@@ -16,7 +16,7 @@ import pytest
 
 from tests.conftest import MARKET
 from tiller.research.executor import DaskExecutor, ExecutorError, SerialExecutor, executor_for
-from tiller.research.grid import GridError, read_grid
+from tiller.research.grid import GridError, read_grid, resolve
 from tiller.research.objective import parse_objective
 from tiller.research.sweep import run_sweep
 from tiller.research.walkforward import run_walkforward, windows
@@ -69,6 +69,16 @@ BASE = {"data_sources": SOURCES}
             ["unknown metric", "sharpe"],
         ),
         ("- a\n- b\n", ["expected a mapping"]),
+        (
+            "periods: [{start: 2018-01-02, end: 2019-12-31}]\n"
+            "parameters: {s: [{optimize.lookback: 60}, 120]}\n",
+            ["s mixes mappings and plain values"],
+        ),
+        (
+            "periods: [{start: 2018-01-02, end: 2019-12-31}]\n"
+            "parameters: {s: [{optimize.lookback: 60}, {}], optimize.lookback: [90]}\n",
+            ["optimize.lookback is set by both"],
+        ),
     ],
 )
 def test_bad_grid_files_are_one_line(tmp_path: Path, text: str, words: list[str]) -> None:
@@ -78,6 +88,38 @@ def test_bad_grid_files_are_one_line(tmp_path: Path, text: str, words: list[str]
     assert "\n" not in message
     for word in words:
         assert word in message
+
+
+def test_a_bundle_varies_keys_together(tmp_path: Path) -> None:
+    grid = read_grid(
+        write_grid(
+            tmp_path,
+            "periods: [{start: 2018-01-02, end: 2019-12-31}]\n"
+            "parameters:\n"
+            "  signals:\n"
+            "    - {strategy.signals.rule: rules}\n"
+            "    - {strategy.signals.rule: trend, strategy.signals.trend_exit_band: 0.02}\n"
+            "  optimize.lookback: [126, 252]\n",
+        )
+    )
+    # 2 bundles x 2 lookbacks, not 2 x 2 x 2: the exit band only comes with the trend rule
+    assert [dict(p.params) for p in grid.points()] == [
+        {"strategy.signals.rule": "rules", "optimize.lookback": 126},
+        {"strategy.signals.rule": "rules", "optimize.lookback": 252},
+        {
+            "strategy.signals.rule": "trend",
+            "strategy.signals.trend_exit_band": 0.02,
+            "optimize.lookback": 126,
+        },
+        {
+            "strategy.signals.rule": "trend",
+            "strategy.signals.trend_exit_band": 0.02,
+            "optimize.lookback": 252,
+        },
+    ]
+    settings = resolve(grid.points()[2], BASE)
+    assert settings.strategy.signals.rule == "trend"
+    assert settings.strategy.signals.trend_exit_band == 0.02
 
 
 def test_an_unknown_key_or_a_refused_value_names_the_point(tmp_path: Path, store: Store) -> None:

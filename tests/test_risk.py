@@ -7,6 +7,7 @@ import json
 import math
 from dataclasses import replace
 from datetime import date, timedelta
+from typing import Any
 
 import numpy as np
 import pandas as pd
@@ -583,6 +584,55 @@ def test_sold_out_at_a_sell_only_level_keeps_the_true_peak_and_recovers_through_
     # A week later: 50% x 0.75 = 0.375.
     later = _day(ramp.state, 91_500, 16)
     assert later.level == RiskLevel.L2 and later.exposure_scale == pytest.approx(0.375)
+
+
+def _wild_returns() -> np.ndarray:
+    # +-5% a day: sigma = 0.05 x sqrt(252) ~ 79% a year, far above the calm target
+    return np.array([0.05, -0.05] * 10)
+
+
+def test_a_recovery_measures_calm_on_what_it_may_buy() -> None:
+    # At L2 the target portfolio holds crypto (wild) beside calm ETFs; the recovery ramp
+    # buys no crypto, so its calm test reads the non-crypto part: calm sessions count.
+    state = _state(level=RiskLevel.L2)
+    calm = _day(
+        state, 91_000, 0, portfolio_returns=_wild_returns(), recovery_returns=_calm_returns()
+    )
+    assert calm.state.low_vol_days == 1
+    # without a separate recovery series the whole portfolio is measured: not calm
+    wild = _day(state, 91_000, 0, portfolio_returns=_wild_returns())
+    assert wild.state.low_vol_days == 0
+    # after an L4 reset the ramp may buy crypto again: the whole portfolio is measured
+    waiting = _state(reentry_phase="waiting")
+    reset = _day(
+        waiting, 99_000, 0, portfolio_returns=_wild_returns(), recovery_returns=_calm_returns()
+    )
+    assert reset.state.low_vol_days == 0
+
+
+def test_the_pipeline_leaves_crypto_out_of_the_recovery_calm(make_settings: Any) -> None:
+    from tiller.pipeline.decide import assess
+    from tiller.risk.window import ReturnWindow
+
+    settings = make_settings(universe="SPY,BTC-USD")
+    n = 60
+    returns = ReturnWindow(
+        np.column_stack([np.tile([0.001, -0.001], n // 2), np.tile([0.08, -0.08], n // 2)]),
+        ("SPY", "BTC-USD"),
+    )
+    decision = assess(
+        DAY,
+        91_000,
+        91_000,
+        {},
+        returns,
+        {"SPY": 0.5, "BTC-USD": 0.5},
+        [],
+        _state(level=RiskLevel.L2),
+        settings,
+    )
+    # SPY alone: sigma = 0.001 x sqrt(252) x 1.026 (ddof 1) ~ 1.6%: calm
+    assert decision.state.low_vol_days == 1
 
 
 def test_l3_relaxes_to_non_crypto_while_recovering() -> None:

@@ -24,6 +24,7 @@ from tiller.execution.orders import OrderPlan, liquidation_orders, plan_orders
 from tiller.portfolio.optimize import OptimizationResult, optimize_weights
 from tiller.portfolio.selection import investable
 from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
+from tiller.risk.engine import CRYPTO
 from tiller.risk.reentry import target_portfolio_returns
 from tiller.risk.window import ReturnWindow
 from tiller.settings import Settings
@@ -53,15 +54,20 @@ def assess(
     the universe's asset classes when the caller has them already.
     """
     window = returns.tail(settings.risk.correlation_window)
+    classes = classes if classes is not None else asset_classes(settings, returns.columns)
+    buyable = [s for s in window.columns if classes.get(s) != CRYPTO]
     inputs = RiskInputs(
         as_of=day,
         nav=nav,
         previous_nav=previous_nav,
         returns=window,
         portfolio_returns=target_portfolio_returns(window, last_targets),
+        recovery_returns=target_portfolio_returns(
+            ReturnWindow(window.select(buyable), tuple(buyable)), last_targets
+        ),
         positions=positions,
         signals=tuple(signals),
-        asset_classes=classes if classes is not None else asset_classes(settings, returns.columns),
+        asset_classes=classes,
         stale_data=stale_data,
         broker_reachable=broker_reachable,
         errors_today=errors_today,

@@ -11,6 +11,16 @@ A grid is a YAML mapping::
       optimize.cash_buffer: [0.02, 0.05]
     objective: sharpe                  # see :mod:`tiller.research.objective`
 
+A parameter whose values are mappings is a *bundle*: each value sets several keys at once
+(``{}`` sets none), so settings that only mean something together vary together instead
+of multiplying the grid::
+
+    parameters:
+      signals:
+        - {strategy.signals.rule: rules}
+        - {strategy.signals.rule: trend}
+        - {strategy.signals.rule: trend, strategy.signals.trend_exit_band: 0.02}
+
 Every combination of a profile, one value per parameter and a period is a
 :class:`Point`, in the order of the file (profiles, then parameters, then periods).  Each
 point's settings are resolved and validated before any backtest starts
@@ -99,7 +109,10 @@ class Grid:
         out = []
         for profile in self.profiles:
             for values in itertools.product(*(self.parameters[k] for k in keys)):
-                out.append(Point(profile, dict(zip(keys, values, strict=True)), start, end))
+                params: dict[str, Any] = {}
+                for key, value in zip(keys, values, strict=True):
+                    params |= dict(value) if isinstance(value, Mapping) else {key: value}
+                out.append(Point(profile, params, start, end))
         return out
 
     def points(self) -> list[Point]:
@@ -144,6 +157,7 @@ def read_grid(path: Path) -> Grid:
         if not listed:
             raise GridError(f"{path}: parameter {key} has no values; give a list, e.g. [1, 2]")
         values[str(key)] = tuple(listed)
+    _check_bundles(path, values)
     profiles = tuple(str(p) for p in (raw.get("profiles") or [DEFAULT_PROFILE]))
     periods = tuple(_period(path, p) for p in (raw.get("periods") or []))
     if not periods:
@@ -165,6 +179,30 @@ def read_grid(path: Path) -> Grid:
         objective=objective,
         raw=raw,
     )
+
+
+def _check_bundles(path: Path, values: Mapping[str, tuple[Any, ...]]) -> None:
+    """A bundle's values are all mappings of dotted keys, and no key is set twice (by two
+    bundles, or by a bundle and a plain parameter)."""
+    owner: dict[str, str] = {
+        k: k for k, v in values.items() if not any(isinstance(x, dict) for x in v)
+    }
+    for key, options in values.items():
+        dicts = [x for x in options if isinstance(x, dict)]
+        if not dicts:
+            continue
+        if len(dicts) != len(options):
+            raise GridError(
+                f"{path}: parameter {key} mixes mappings and plain values; a bundle lists "
+                "mappings only, e.g. [{optimize.lookback: 126}, {}]"
+            )
+        for name in sorted({str(k) for d in dicts for k in d}):
+            if owner.get(name, key) != key:
+                raise GridError(
+                    f"{path}: {name} is set by both {owner[name]} and {key}; set each key in "
+                    "one parameter"
+                )
+            owner[name] = key
 
 
 def _period(path: Path, item: Any) -> tuple[date, date]:

@@ -96,6 +96,10 @@ class RiskInputs:
     portfolio_returns:
         Daily portfolio returns (fraction) for the re-entry volatility test (the last
         20 are used; after a liquidation, those of the target portfolio).
+    recovery_returns:
+        Daily returns of what a recovery ramp from L2/L3 may buy (the target portfolio
+        without its crypto assets), for the calm test of that way back; None:
+        ``portfolio_returns``.
     positions:
         Held positions by symbol.
     signals:
@@ -112,6 +116,7 @@ class RiskInputs:
     previous_nav: float | None = None
     returns: ReturnWindow | pd.DataFrame = field(default_factory=ReturnWindow)
     portfolio_returns: np.ndarray | pd.Series = field(default_factory=lambda: np.empty(0))
+    recovery_returns: np.ndarray | pd.Series | None = None
     positions: Mapping[str, PositionInfo] = field(default_factory=dict)
     signals: Sequence[Signal] = ()
     asset_classes: Mapping[str, str] = field(default_factory=dict)
@@ -392,7 +397,15 @@ def assess_risk(inputs: RiskInputs, state: RiskState, config: RiskConfig) -> Ris
             )
         step = ReentryStep(None, None, 0, 0.0, None, ())
     else:
-        step = advance_reentry(state, level, inputs.portfolio_returns, as_of, new_day, config)
+        step = advance_reentry(
+            state,
+            level,
+            inputs.portfolio_returns,
+            as_of,
+            new_day,
+            config,
+            recovery_returns=inputs.recovery_returns,
+        )
         events.extend(step.events)
     events.insert(
         0,

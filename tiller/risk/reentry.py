@@ -20,7 +20,9 @@ After an L4 halt
 
 From a sell-only level (L2, L3)
 -------------------------------
-At L2/L3 the book is sell-only.  Calm sessions are counted the same way; after
+At L2/L3 the book is sell-only.  Calm sessions are counted the same way, on the
+part of the target portfolio the ramp may buy (its non-crypto assets, renormalised;
+the equal-weighted non-crypto universe when there is none); after
 ``recovery_calm_sessions`` (10) consecutive ones buying resumes through a ramp
 (origin ``"recovery"``): non-crypto assets may be bought (also at L3, whose
 safe-havens-only rule relaxes), with gross exposure capped at the level's
@@ -134,6 +136,7 @@ def advance_reentry(
     as_of: date,
     new_day: bool,
     config: RiskConfig,
+    recovery_returns: np.ndarray | pd.Series | None = None,
 ) -> ReentryStep:
     """Move the way back on by one assessed day (see the module docstring).
 
@@ -151,6 +154,9 @@ def advance_reentry(
         False for a rerun of the last assessed date: the calm count is not advanced again.
     config:
         The risk settings.
+    recovery_returns:
+        Daily returns for the calm test of a recovery from L2/L3: the part of the target
+        portfolio such a ramp may buy (no crypto); None: ``portfolio_returns``.
     """
     phase, origin = state.reentry_phase, state.ramp_origin
     days = state.low_vol_days
@@ -171,7 +177,10 @@ def advance_reentry(
             )
         )
     if phase == "waiting" or (phase is None and sell_only):
-        sigma = annualised_volatility(portfolio_returns)
+        calm_on = portfolio_returns
+        if phase != "waiting" and recovery_returns is not None:
+            calm_on = recovery_returns  # a recovery buys no crypto: its calm is not crypto's
+        sigma = annualised_volatility(calm_on)
         if new_day:
             days = days + 1 if sigma is not None and sigma < target else 0
         measured = _calm_text(sigma, target)
