@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import date, timedelta
 from pathlib import Path
@@ -22,7 +23,7 @@ from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tiller.errors import ConfigError
 from tiller.reporting.daily import DailyReportInputs, build_daily_report, why_not_executed
-from tiller.reporting.render import render_html, summary_text
+from tiller.reporting.render import Kind, render_html, summary_text
 from tiller.store import Tx
 from tiller.store import reports as db
 from tiller.store.repo import Store
@@ -336,10 +337,19 @@ def report_stage(ctx: RunContext) -> StageOutcome:
     publishes it as Prefect artifacts: :func:`flows.artifacts.publish_run`)."""
     inputs = daily_inputs(ctx.store, ctx.settings, ctx.flow, ctx.as_of)
     key = fingerprint(ctx.as_of, str(inputs.nav_history.to_dict()), inputs.trades, inputs.risk)
+    return run_report_stage(ctx, "daily", key, lambda: build_daily_report(inputs))
+
+
+def run_report_stage(
+    ctx: RunContext, kind: Kind, key: str, build: Callable[[], dict[str, Any]]
+) -> StageOutcome:
+    """The ``report`` stage of a daily or weekly run: ``build`` the report, render its
+    HTML, write and register both in one checkpointed step, then send the summary (a
+    notification failure never fails the stage)."""
 
     def compute() -> RenderedReport:
-        report = build_daily_report(inputs)
-        return RenderedReport("daily", ctx.as_of, report, render_html(report, "daily"))
+        report = build()
+        return RenderedReport(kind, ctx.as_of, report, render_html(report, kind))
 
     paths: dict[str, Path] = {}
 

@@ -7,15 +7,13 @@ from typing import Any
 
 import pandas as pd
 
-from tasks.checkpoint import StageOutcome, fingerprint, run_stage
+from tasks.checkpoint import StageOutcome, fingerprint
 from tasks.context import RunContext
-from tasks.report import PaperTrading, RenderedReport, notify, trade_pnls, write_report
+from tasks.report import PaperTrading, run_report_stage, trade_pnls
 from tiller import calendars
 from tiller.backtest.gate import GateRecord
 from tiller.backtest.service import stress_rows
-from tiller.reporting.render import render_html
 from tiller.reporting.weekly import WeeklyReportInputs, build_weekly_report
-from tiller.store import Tx
 from tiller.store import reports as db
 from tiller.store.repo import Store
 
@@ -117,19 +115,4 @@ def weekly_report_stage(ctx: RunContext) -> StageOutcome:
     publishes it as Prefect artifacts: :func:`flows.artifacts.publish_run`)."""
     inputs = weekly_inputs(ctx.store, ctx.settings, ctx.as_of)
     key = fingerprint(ctx.as_of, str(inputs.nav_history.to_dict()), inputs.week_trades_count)
-
-    def compute() -> RenderedReport:
-        built = build_weekly_report(inputs)
-        return RenderedReport("weekly", ctx.as_of, built, render_html(built, "weekly"))
-
-    paths: dict[str, Any] = {}
-
-    def persist(tx: Tx, rendered: RenderedReport) -> tuple[str, str]:
-        _, html = write_report(ctx.settings.home_dir, ctx.store, tx, rendered, ctx.run_id)
-        paths["html"] = html
-        return "completed", str(html)
-
-    outcome = run_stage(ctx, "report", key, compute, persist)
-    if outcome.status == "completed" and "html" in paths:
-        notify(ctx.settings, ctx.store, outcome.value, paths["html"])
-    return outcome
+    return run_report_stage(ctx, "weekly", key, lambda: build_weekly_report(inputs))

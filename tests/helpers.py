@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import shutil
+import subprocess
+import sys
 from datetime import date
 from pathlib import Path
 from typing import Any
@@ -24,3 +26,41 @@ def copy_market(source: Path, target: Path, symbols: list[str]) -> Path:
     for symbol in symbols:
         shutil.copy(source / f"{symbol}.csv", target / f"{symbol}.csv")
     return target
+
+
+def cli_env(
+    tmp_path: Path,
+    *,
+    market: Path,
+    universe: str,
+    history_start: str,
+    db_url: str | None = None,
+    **more: str,
+) -> dict[str, str]:
+    """The environment of a ``tiller`` subprocess: this one's without any ``TILLER_`` or
+    ``PREFECT_`` setting, a home and a database under ``tmp_path`` (or ``db_url``), CSV
+    data from ``market``, ``universe`` (comma-separated) and ``more`` on top."""
+    import os
+
+    base = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
+    return base | {
+        "TILLER_HOME": str(tmp_path / "home"),
+        "TILLER_DATABASE_URL": db_url or f"sqlite:///{tmp_path / 'tiller.db'}",
+        "TILLER_DATA_SOURCES": f"csv:{market}",
+        "TILLER_UNIVERSE": universe,
+        "TILLER_HISTORY_START": history_start,
+        "TILLER_OPTIMIZE__SOLVER": "newton",
+        "GX_ANALYTICS_ENABLED": "false",
+        **more,
+    }
+
+
+def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    """``python -m tiller.cli *args`` in ``env``, its output captured as text."""
+    return subprocess.run(
+        [sys.executable, "-m", "tiller.cli", *args],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )

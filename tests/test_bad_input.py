@@ -4,16 +4,13 @@ where it can be checked early, and nothing is written."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import MARKET
-from tests.helpers import copy_market
+from tests.helpers import cli_env, copy_market, run_cli
 from tests.runner import run_daily
 from tiller.store.repo import BARS, CHECKPOINTS, RUNS, Store
 
@@ -21,27 +18,17 @@ UNIVERSE = ["SPY", "QQQ", "GLD", "TLT"]
 
 
 def _env(tmp_path: Path, db_url: str, market: Path = MARKET, **more: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
-    return base | {
-        "TILLER_HOME": str(tmp_path / "home"),
-        "TILLER_DATABASE_URL": db_url,
-        "TILLER_DATA_SOURCES": f"csv:{market}",
-        "TILLER_UNIVERSE": ",".join(UNIVERSE),
-        "TILLER_HISTORY_START": "2020-03-02",
-        "TILLER_OPTIMIZE__SOLVER": "newton",
-        "GX_ANALYTICS_ENABLED": "false",
+    return cli_env(
+        tmp_path,
+        market=market,
+        universe=",".join(UNIVERSE),
+        history_start="2020-03-02",
+        db_url=db_url,
         **more,
-    }
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
     )
+
+
+_cli = run_cli
 
 
 def _count(url: str, table) -> int:  # type: ignore[no-untyped-def]

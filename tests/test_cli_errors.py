@@ -4,10 +4,8 @@ checked before any server starts and before anything is written; ``tiller --vers
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from datetime import date
 from importlib.metadata import version
 from pathlib import Path
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from tests.conftest import MARKET
+from tests.helpers import cli_env, run_cli
 from tiller.calendars import latest_completed_session
 
 UNIVERSE = "SPY,QQQ,GLD,TLT"
@@ -23,27 +22,10 @@ SERVER_LINE = "starting a temporary Prefect server"
 
 
 def _env(tmp_path: Path, **more: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
-    return base | {
-        "TILLER_HOME": str(tmp_path / "home"),
-        "TILLER_DATABASE_URL": f"sqlite:///{tmp_path / 'tiller.db'}",
-        "TILLER_DATA_SOURCES": f"csv:{MARKET}",
-        "TILLER_UNIVERSE": UNIVERSE,
-        "TILLER_HISTORY_START": "2023-06-01",
-        "TILLER_OPTIMIZE__SOLVER": "newton",
-        "GX_ANALYTICS_ENABLED": "false",
-        **more,
-    }
+    return cli_env(tmp_path, market=MARKET, universe=UNIVERSE, history_start="2023-06-01", **more)
 
 
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+_cli = run_cli
 
 
 def _run_expecting(

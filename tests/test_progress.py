@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MARKET
-from tests.helpers import context
+from tests.helpers import cli_env, context
 from tests.test_backtest import fixed_settings, synthetic_market
 from tiller.backtest.engine import run_backtest
 from tiller.progress import TerminalProgress, wanted
@@ -123,17 +123,7 @@ def test_stress_and_ingest_report_their_progress(make_settings: Any) -> None:
 
 
 def _env(tmp_path: Path, **more: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
-    return base | {
-        "TILLER_HOME": str(tmp_path / "home"),
-        "TILLER_DATABASE_URL": f"sqlite:///{tmp_path / 'tiller.db'}",
-        "TILLER_DATA_SOURCES": f"csv:{MARKET}",
-        "TILLER_UNIVERSE": UNIVERSE,
-        "TILLER_HISTORY_START": "2022-06-01",
-        "TILLER_OPTIMIZE__SOLVER": "newton",
-        "GX_ANALYTICS_ENABLED": "false",
-        **more,
-    }
+    return cli_env(tmp_path, market=MARKET, universe=UNIVERSE, history_start="2022-06-01", **more)
 
 
 def test_a_daily_run_reports_its_stages(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:

@@ -4,9 +4,6 @@ switch, open orders, data freshness and the next scheduled runs."""
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 from datetime import UTC, date, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -14,6 +11,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MARKET
+from tests.helpers import cli_env, run_cli
 from tiller.calendars import latest_completed_session
 from tiller.store.repo import Store
 from tiller.store.status import latest_navs
@@ -22,27 +20,12 @@ UNIVERSE = ["SPY", "QQQ", "GLD", "TLT"]
 
 
 def _env(tmp_path: Path, **more: str) -> dict[str, str]:
-    base = {k: v for k, v in os.environ.items() if not k.startswith(("TILLER_", "PREFECT_"))}
-    return base | {
-        "TILLER_HOME": str(tmp_path / "home"),
-        "TILLER_DATABASE_URL": f"sqlite:///{tmp_path / 'tiller.db'}",
-        "TILLER_DATA_SOURCES": f"csv:{MARKET}",
-        "TILLER_UNIVERSE": ",".join(UNIVERSE),
-        "TILLER_HISTORY_START": "2022-06-01",
-        "TILLER_OPTIMIZE__SOLVER": "newton",
-        "GX_ANALYTICS_ENABLED": "false",
-        **more,
-    }
-
-
-def _cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
+    return cli_env(
+        tmp_path, market=MARKET, universe=",".join(UNIVERSE), history_start="2022-06-01", **more
     )
+
+
+_cli = run_cli
 
 
 def _status(env: dict[str, str]) -> dict[str, Any]:
