@@ -8,8 +8,9 @@ from collections.abc import Sequence
 
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
+from tasks.portfolio import PORTFOLIO, load_book
 from tiller.domain import Signal
-from tiller.execution.accounting import Portfolio, book_from_dict, book_to_dict
+from tiller.execution.accounting import book_to_dict
 from tiller.execution.audit import AuditLog, export_day
 from tiller.execution.broker import Broker
 from tiller.execution.lifecycle import ExecutionReport, OrderLifecycle, execute
@@ -21,14 +22,6 @@ from tiller.settings import Settings
 from tiller.store import Tx
 from tiller.store import book as book_store
 from tiller.store.repo import Store
-
-PORTFOLIO = "paper"
-
-
-def load_book(store: Store, initial_capital: float) -> Portfolio:
-    """The persisted local book, or all cash at ``initial_capital`` before the first trade."""
-    state = book_store.load_state(store, PORTFOLIO)
-    return Portfolio.initial(initial_capital) if state is None else book_from_dict(state)
 
 
 def build_broker(settings: Settings, store: Store) -> RetryingBroker:
@@ -87,7 +80,8 @@ def orders_stage(
             load_book(ctx.store, settings.optimize.initial_capital),
             AuditLog(ctx.as_of, ctx.run_id, settings.home_dir / "audit"),
         )
-        return execute(lifecycle, result.weights, decision, signals)
+        rebalance = result.method != "hold"
+        return execute(lifecycle, result.weights, decision, signals, rebalance)
 
     def persist(tx: Tx, report: ExecutionReport) -> tuple[str, str]:
         store = ctx.store

@@ -8,8 +8,9 @@ from collections.abc import Sequence
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tasks.portfolio import current_portfolio, returns_window
-from tiller.domain import Signal
+from tiller.domain import RiskLevel, Signal
 from tiller.pipeline import decide
+from tiller.portfolio.cadence import scheduled_on
 from tiller.portfolio.optimize import OptimizationResult
 from tiller.risk import RiskDecision
 from tiller.store import Tx
@@ -19,12 +20,23 @@ from tiller.store import decisions as decision_store
 def optimize_stage(
     ctx: RunContext, signals: Sequence[Signal], decision: RiskDecision
 ) -> StageOutcome:
-    """Build and persist the target weights of ``as_of`` (``CASH`` included)."""
+    """Build and persist the target weights of ``as_of`` (``CASH`` included): new ones on
+    a rebalance day (``backtest.cadence`` on the exchange calendar, the first run, or a
+    day the risk level rises), the last ones kept (method ``"hold"``) on any other day."""
     settings, store = ctx.settings, ctx.store
     config = settings.optimize
     portfolio = current_portfolio(store, settings, ctx.as_of)
     returns = returns_window(store, settings, ctx.as_of, settings.symbols, config.lookback)
     locked = decide.holding_locks(ctx.as_of, portfolio.opened, config.min_holding_days)
+    last_targets = decision_store.previous_targets(store, ctx.as_of)
+    cadence = settings.backtest.cadence
+    calendar = "XNYS" if "XNYS" in {settings.calendar_of(s) for s in settings.symbols} else "24/7"
+    previous_level = decision_store.previous_level(store, ctx.as_of)  # None: the first run
+    rebalance = decide.rebalances(
+        scheduled_on(ctx.as_of, cadence, calendar, first=previous_level is None),
+        decision.level,
+        None if previous_level is None else RiskLevel(previous_level),
+    )
     key = fingerprint(
         ctx.as_of,
         config.model_dump(),
@@ -35,9 +47,16 @@ def optimize_stage(
         portfolio.weights,
         returns.values.tolist(),
         *([sorted(locked)] if locked else []),
+        *([] if rebalance else ["hold", sorted(last_targets.items())]),
     )
 
     def compute() -> OptimizationResult:
+        if not rebalance:
+            return decide.held_targets(
+                last_targets,
+                f"not a rebalance day ({cadence} cadence, risk level not risen): the last "
+                "targets are kept; only exits and halvings risk forces are traded",
+            )
         return decide.targets(
             signals,
             decision,

@@ -227,6 +227,10 @@ def _signals(
                 reason = blocked[symbol]
             elif not orders_done:
                 reason = "no orders were placed: the orders stage did not complete this day"
+            elif optimization.get("method") == "hold" and not (
+                str(row["signal"]).upper() in ("SELL", "STRONG_SELL") and not weights.get(symbol)
+            ):  # (a sell of what is not held says so, whatever the day)
+                reason = f"{str(row['signal']).upper()}: {optimization.get('reason')}"
             else:
                 eligible = row.get("long_eligible")
                 reason = why_not_executed(

@@ -64,3 +64,14 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
         text=True,
         timeout=300,
     )
+
+
+RULES_DAILY = {
+    "TILLER_STRATEGY__SIGNALS__RULE": "rules",
+    "TILLER_BACKTEST__CADENCE": "daily",
+    "TILLER_OPTIMIZE__MIN_HOLDING_DAYS": "0",
+}
+"""The strategy the flow-mechanics tests (crashes, reruns, locks, quarantine, the
+operator's screens) were worked out on: the rules signals, a rebalance every session and
+no minimum holding period.  The shipped default rebalances monthly, so a run of a few
+sessions would trade once and leave those tests nothing to check."""

@@ -321,7 +321,9 @@ def test_a_symbol_whose_data_ends_inside_the_window_is_sold_at_its_last_close() 
         data_sources=f"csv:{MARKET}",
         universe="core",
         home=Path("/none"),
-        optimize={"solver": "newton"},
+        optimize={"solver": "newton", "min_holding_days": 0},
+        strategy={"signals": {"rule": "rules"}},  # holds BTC going into its last date
+        backtest={"cadence": "weekly"},
     )
     start, end = date(2024, 1, 2), date(2025, 6, 30)
     result = run_backtest(settings, load_market(settings, start, end), start, end)

@@ -32,6 +32,7 @@ from tests.fakes.alpaca_trading_server import (
     AlpacaTradingState,
     alpaca_trading_server,
 )
+from tests.helpers import RULES_DAILY
 from tests.runner import run_daily
 from tiller.store.repo import AUDIT_EVENTS, BOOK_STATE, FILLS, NAV_SNAPSHOTS, ORDERS, RUNS, Store
 from tiller.store.simbroker import ACCOUNT, POSITIONS
@@ -75,6 +76,7 @@ class World:
             "TILLER_EXECUTION__POLL_TIMEOUT_SECONDS": "1",
             "TILLER_EXECUTION__POLL_INTERVAL_SECONDS": "0.05",
             "GX_ANALYTICS_ENABLED": "false",
+            **RULES_DAILY,
         }
         if self.fake is not None:
             base |= {

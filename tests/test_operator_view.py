@@ -20,6 +20,7 @@ import pytest
 from typer.testing import CliRunner
 
 from . import browser
+from .helpers import RULES_DAILY
 
 DAYS = (date(2024, 3, 6), date(2024, 3, 7), date(2024, 3, 8))
 BIN = Path(sys.executable).parent
@@ -30,6 +31,8 @@ def home(monkeypatch: pytest.MonkeyPatch, tmp_path: Path, sqlite_url: str) -> Pa
     monkeypatch.setenv("TILLER_HOME", str(tmp_path / "home"))
     monkeypatch.setenv("TILLER_DATABASE_URL", sqlite_url)
     monkeypatch.setenv("TILLER_HISTORY_START", "2023-01-03")
+    for key, value in RULES_DAILY.items():
+        monkeypatch.setenv(key, value)
     monkeypatch.delenv("PREFECT_API_URL", raising=False)
     return tmp_path / "home"
 
@@ -303,6 +306,7 @@ def test_the_flow_run_page_shows_the_artifacts(
         "TILLER_HOME": os.environ["TILLER_HOME"],
         "TILLER_DATABASE_URL": os.environ["TILLER_DATABASE_URL"],
         "TILLER_HISTORY_START": "2023-01-03",
+        **RULES_DAILY,
     }
     for _ in range(2):  # the run, then a rerun that skips every stage
         run = subprocess.run(

@@ -31,7 +31,13 @@ UNIVERSE = "SPY,QQQ,GLD,SLV,XLK,XLF,XLE,XLV,TLT,TIP,EFA,EEM,DBC,VNQ,BTC-USD"
 
 @pytest.fixture(scope="module")
 def history() -> tuple[Any, Any, pd.DataFrame, list[date]]:
-    settings = load_settings(data_sources=f"csv:{MARKET}", universe=UNIVERSE, home=Path("/none"))
+    # the rules signals: every signal kind occurs (the trend rule has its own tests)
+    settings = load_settings(
+        data_sources=f"csv:{MARKET}",
+        universe=UNIVERSE,
+        home=Path("/none"),
+        strategy={"signals": {"rule": "rules"}},
+    )
     market = load_market(settings, date(2012, 1, 1), date(2023, 12, 29))
     calendars = {s: settings.calendar_of(s) for s in settings.symbols}
     panel = factor_panel(market.bars, settings.strategy.factors, calendars)

@@ -18,7 +18,7 @@ import pytest
 from sqlalchemy import select
 
 from tests.conftest import MARKET
-from tests.helpers import copy_market
+from tests.helpers import RULES_DAILY, copy_market
 from tests.runner import run_daily
 from tiller.store.repo import BARS, DQ_REPORTS, FILLS, ORDER_REJECTIONS, RISK_DECISIONS, Store
 
@@ -36,6 +36,7 @@ def _env(tmp_path: Path, db_url: str, market: Path) -> dict[str, str]:
         "TILLER_HISTORY_START": "2020-03-02",
         "TILLER_OPTIMIZE__SOLVER": "newton",
         "GX_ANALYTICS_ENABLED": "false",
+        **RULES_DAILY,
     }
 
 

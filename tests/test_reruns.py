@@ -15,6 +15,7 @@ from sqlalchemy import func, select
 
 from tests.conftest import MARKET
 from tests.fakes.alpaca_trading_server import AlpacaTradingState, alpaca_trading_server
+from tests.helpers import RULES_DAILY
 from tests.runner import run_daily
 from tiller.store.repo import ORDERS, RISK_DECISIONS, TARGETS, Store
 from tiller.store.simbroker import ORDERS as SIM_ORDERS
@@ -32,6 +33,7 @@ def _env(tmp_path: Path, db_url: str, **more: str) -> dict[str, str]:
         "TILLER_HISTORY_START": "2020-03-02",
         "TILLER_OPTIMIZE__SOLVER": "newton",
         "GX_ANALYTICS_ENABLED": "false",
+        **RULES_DAILY,
         **more,
     }
 

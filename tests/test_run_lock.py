@@ -19,6 +19,7 @@ import pytest
 from sqlalchemy import func, select
 
 from tests.conftest import MARKET
+from tests.helpers import RULES_DAILY
 from tests.runner import run_daily, start_daily
 from tiller.store.locks import LockBusy, run_lock
 from tiller.store.repo import CHECKPOINTS, ORDERS, RUNS, Store
@@ -94,6 +95,7 @@ def _env(tmp_path: Path, db_url: str, wait: str = "0") -> dict[str, str]:
         "TILLER_OPTIMIZE__SOLVER": "newton",
         "TILLER_RUN_LOCK_WAIT_SECONDS": wait,
         "GX_ANALYTICS_ENABLED": "false",
+        **RULES_DAILY,
     }
 
 

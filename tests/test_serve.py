@@ -49,6 +49,31 @@ def _wait(predicate, timeout: float, what: str) -> object:  # type: ignore[no-un
     raise AssertionError(f"timed out waiting for {what}: {last}")
 
 
+def run_deployment(
+    env: dict[str, str], as_of: str, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    """``prefect deployment run daily-rebalance/daily-rebalance --param as_of=... --watch``,
+    as an operator triggers a run, waiting up to 10 minutes for it to finish."""
+    return subprocess.run(
+        [
+            str(BIN / "prefect"),
+            "deployment",
+            "run",
+            "daily-rebalance/daily-rebalance",
+            "--param",
+            f"as_of={as_of}",
+            "--watch",
+            "--watch-timeout",
+            "600",
+        ],
+        env=env,
+        cwd=cwd,
+        capture_output=True,
+        text=True,
+        timeout=700,
+    )
+
+
 def _stop(process: subprocess.Popen[bytes]) -> None:
     if process.poll() is None:
         process.send_signal(signal.SIGINT)
@@ -122,23 +147,7 @@ def test_serve_registers_the_cron_deployment_and_a_manual_run_completes(
         assert weekly_schedule["schedule"]["cron"] == "0 8 * * 1"
         assert weekly_schedule["schedule"]["timezone"] == "America/New_York"
 
-        run = subprocess.run(
-            [
-                str(BIN / "prefect"),
-                "deployment",
-                "run",
-                "daily-rebalance/daily-rebalance",
-                "--param",
-                "as_of=2024-03-08",
-                "--watch",
-                "--watch-timeout",
-                "600",
-            ],
-            env=env,
-            capture_output=True,
-            text=True,
-            timeout=700,
-        )
+        run = run_deployment(env, "2024-03-08")
         served = (tmp_path / "serve.log").read_text(errors="replace")[-4000:]
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + served
         assert "Completed" in run.stdout + run.stderr

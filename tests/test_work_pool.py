@@ -20,7 +20,7 @@ from sqlalchemy import text
 
 from flows.daily_rebalance import STAGES
 from tests.conftest import MARKET, PG_URL, REPO
-from tests.test_serve import BIN, _free_port, _get, _stop, _wait
+from tests.test_serve import BIN, _free_port, _get, _stop, _wait, run_deployment
 from tiller.store.repo import Store
 
 pytestmark = pytest.mark.slow
@@ -177,24 +177,7 @@ def test_a_worker_on_a_process_pool_runs_the_daily_deployment(
             120,
             "the worker to register with the pool",
         )
-        run = subprocess.run(
-            [
-                str(BIN / "prefect"),
-                "deployment",
-                "run",
-                "daily-rebalance/daily-rebalance",
-                "--param",
-                f"as_of={AS_OF}",
-                "--watch",
-                "--watch-timeout",
-                "600",
-            ],
-            env=env,
-            cwd=elsewhere,
-            capture_output=True,
-            text=True,
-            timeout=700,
-        )
+        run = run_deployment(env, AS_OF, cwd=elsewhere)
         worked = (tmp_path / "worker.log").read_text(errors="replace")[-4000:]
         assert run.returncode == 0, run.stdout[-3000:] + run.stderr[-3000:] + worked
         assert "Completed" in run.stdout + run.stderr

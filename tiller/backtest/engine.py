@@ -360,7 +360,9 @@ class _Replay:
             )
             ongoing = {(e.kind, e.symbol) for e in decision.decisions}
 
-            rebalance = bool(self.rebalance_days[i]) or decision.level > previous_level
+            rebalance = decide.rebalances(
+                bool(self.rebalance_days[i]), decision.level, previous_level
+            )
             requests: list[OrderRequest] = []
             with self.timer("orders"):
                 if decision.orders_allowed and decision.halted:
@@ -383,7 +385,7 @@ class _Replay:
                             opened={s: p.opened for s, p in book.positions.items()},
                         ).weights
                     wanted: Mapping[str, float] = targets
-                elif decision.forced_exits or decision.halve:
+                elif decide.trades_today(rebalance, decision):
                     wanted = self._weights(book, marks, snap.nav)
                 else:
                     wanted = {}

@@ -241,7 +241,8 @@ def stress_rows(store: Store, profile: str | None = ANY_PROFILE) -> list[dict[st
 def paper_deviation(store: Store, settings: Settings, as_of: date) -> dict[str, Any] | None:
     """Paper record vs a backtest over the same sessions, on the same stored bars.
 
-    The backtest rebalances daily like the paper flow.  Returns the weekly review's
+    The backtest rebalances on the paper flow's cadence (``backtest.cadence``).  Returns
+    the weekly review's
     ``deviation`` inputs (Sharpe, total return and max drawdown of each) plus the run id,
     or None with fewer than two paper sessions.
     """
@@ -250,7 +251,7 @@ def paper_deviation(store: Store, settings: Settings, as_of: date) -> dict[str, 
         return None
     first = pd.Timestamp(navs["as_of"].iloc[0]).date()
     market = market_from_store(store, settings, first, as_of)
-    result = run_backtest(settings, market, first, as_of, cadence="daily", label="paper compare")
+    result = run_backtest(settings, market, first, as_of, label="paper compare")
     save_result(store, result, "compare")
     paper_daily = pd.DataFrame(
         {

@@ -329,10 +329,13 @@ class OrderLifecycle:
         )
 
     # ------------------------------------------------------------- planning
-    def plan(self, weights: Mapping[str, float], decision: RiskDecision) -> list[OrderRequest]:
+    def plan(
+        self, weights: Mapping[str, float], decision: RiskDecision, hold: bool = False
+    ) -> list[OrderRequest]:
         """Orders for today towards ``weights`` (or the liquidation on an L4 halt), through
         :func:`tiller.pipeline.decide.orders` as the backtest plans them; rejections are
-        recorded."""
+        recorded.  ``hold`` (a day that does not rebalance): towards the current weights,
+        so only the exits and halvings risk forces are traded."""
         as_of = self.as_of
         held = self.book.quantities()
         if decision.halted or "LIQUIDATE" in decision.actions:
@@ -347,6 +350,8 @@ class OrderLifecycle:
         snap = snapshot(self.book, prices, as_of)
         account = self.broker.account()
         wanted = dict(weights)
+        if hold:
+            wanted = {s: m.value / snap.nav for s, m in snap.positions.items()}
         for symbol, why in self.journal.quarantined_today(as_of).items():
             if symbol not in wanted and symbol not in held:
                 continue
@@ -568,8 +573,13 @@ def execute(
     weights: Mapping[str, float],
     decision: RiskDecision,
     signals: Sequence[Signal] = (),
+    rebalance: bool = True,
 ) -> ExecutionReport:
-    """The day's life cycle (the module docstring's steps) against the lifecycle's broker."""
+    """The day's life cycle (the module docstring's steps) against the lifecycle's broker.
+
+    ``rebalance`` False (a day off the cadence): nothing is planned unless risk forces an
+    exit or a halving (:func:`tiller.pipeline.decide.trades_today`); fills of earlier
+    orders are still read and the book reconciled."""
     for signal in signals:
         lifecycle.audit.add(
             "signal",
@@ -607,10 +617,13 @@ def execute(
     emergency = decision.halted or "LIQUIDATE" in decision.actions
     if not decision.orders_allowed:
         lifecycle.audit.add("orders_blocked", {"reason": decision.kill_reason})
-    elif emergency or not lifecycle.journal.any_orders(lifecycle.as_of):
+    elif emergency or (
+        decide.trades_today(rebalance, decision)
+        and not lifecycle.journal.any_orders(lifecycle.as_of)
+    ):
         # liquidation ids differ from rebalance ids, so an emergency stop on a day that
         # already traded is still sent, once
-        lifecycle.write_ahead(lifecycle.plan(weights, decision))
+        lifecycle.write_ahead(lifecycle.plan(weights, decision, hold=not rebalance))
     lifecycle.send_planned()
     lifecycle.settle()
     fault("orders:after_settle")

@@ -6,22 +6,28 @@ same inputs (read from the store or sliced from the whole history):
 1. :func:`assess` -- the risk stage: :func:`tiller.risk.assess_risk` on the book valued at
    the day's closes, the recent returns (the correlation monitor), the returns of the
    last targets (re-entry calm) and the day's signals;
-2. :func:`targets` -- the optimize stage: the assets the signals and risk allow
-   (:func:`tiller.portfolio.selection.investable`), then
-   :func:`tiller.portfolio.optimize.optimize_weights` over the lookback window;
-3. :func:`orders` -- the orders the targets call for, checked before trading
-   (:func:`tiller.execution.orders.plan_orders`), or the L4 liquidation.
+2. :func:`rebalances` -- whether today recomputes the targets: a day of the cadence
+   (``backtest.cadence``, :mod:`tiller.portfolio.cadence`) or a day the risk level rises;
+3. :func:`targets` -- the optimize stage on a rebalance: the assets the signals and risk
+   allow (:func:`tiller.portfolio.selection.investable`), then
+   :func:`tiller.portfolio.optimize.optimize_weights` over the lookback window; on any
+   other day :func:`held_targets` keeps the last targets;
+4. :func:`orders` -- the orders the targets call for, checked before trading
+   (:func:`tiller.execution.orders.plan_orders`), or the L4 liquidation; a day that does
+   not rebalance trades only when risk forces an exit or a halving
+   (:func:`trades_today`), towards the current weights.
 """
 
 from __future__ import annotations
 
+import math
 from collections.abc import Mapping, Sequence
 from datetime import date
 
-from tiller.domain import Signal
+from tiller.domain import RiskLevel, Signal
 from tiller.execution.broker import OrderRequest
 from tiller.execution.orders import OrderPlan, liquidation_orders, plan_orders
-from tiller.portfolio.optimize import OptimizationResult, optimize_weights
+from tiller.portfolio.optimize import CASH, OptimizationResult, optimize_weights
 from tiller.portfolio.selection import investable
 from tiller.risk import PositionInfo, RiskDecision, RiskInputs, RiskState, assess_risk
 from tiller.risk.engine import CRYPTO
@@ -79,6 +85,37 @@ def asset_classes(settings: Settings, symbols: Sequence[str]) -> dict[str, str]:
     """``{symbol: asset_class}`` of the universe (and any other known symbol given)."""
     known = [*settings.symbols, *(s for s in symbols if s not in settings.symbols)]
     return {s: settings.asset(s).asset_class for s in known if s in settings.assets}
+
+
+def rebalances(scheduled: bool, level: RiskLevel, previous_level: RiskLevel | None) -> bool:
+    """Whether today's targets are recomputed: on a day of the cadence (``scheduled``), and
+    on a day the risk level rises above ``previous_level`` (the last assessed day's), so an
+    exposure cut is traded the day it is decided."""
+    return scheduled or (previous_level is not None and level > previous_level)
+
+
+def trades_today(rebalance: bool, decision: RiskDecision) -> bool:
+    """Whether the orders stage plans anything: on a rebalance (towards the new targets),
+    or when risk forces an exit or a halving (towards the current weights, which
+    :func:`orders` then cuts); otherwise the book is left as it is."""
+    return rebalance or bool(decision.forced_exits or decision.halve)
+
+
+def held_targets(last_targets: Mapping[str, float], why: str) -> OptimizationResult:
+    """The optimize stage's result on a day that does not rebalance: the last targets
+    kept (``CASH`` = 1 - their sum), method ``"hold"``, nothing traded towards them."""
+    kept = {s: float(w) for s, w in last_targets.items() if s != CASH}
+    return OptimizationResult(
+        weights=kept | {CASH: 1.0 - math.fsum(kept.values())},
+        raw_weights={},
+        target_weights=kept,
+        method="hold",
+        reason=why,
+        risk_contributions={},
+        skipped=[],
+        turnover=0.0,
+        condition_number=None,
+    )
 
 
 def targets(

@@ -57,3 +57,18 @@ def rebalance_days(sessions: Sequence[date], cadence: Cadence) -> np.ndarray:
         following = sessions[i + 1] if i + 1 < len(sessions) else None
         out[i] = is_rebalance_day(session, previous, cadence, following)
     return out
+
+
+def scheduled_on(day: date, cadence: Cadence, calendar: str, first: bool) -> bool:
+    """:func:`is_rebalance_day` of the daily flow's ``day`` on exchange ``calendar``, its
+    neighbours read from the calendar (``first``: no earlier targets exist, so ``day``
+    starts the first period)."""
+    from datetime import timedelta
+
+    from tiller import calendars
+
+    before = calendars.sessions(calendar, day - timedelta(days=14), day - timedelta(days=1))
+    after = calendars.sessions(calendar, day + timedelta(days=1), day + timedelta(days=14))
+    previous = None if first or not len(before) else before[-1].date()
+    following = after[0].date() if len(after) else None
+    return is_rebalance_day(day, previous, cadence, following)

@@ -87,7 +87,7 @@ if TYPE_CHECKING:
 CASH: Final = "CASH"
 """Key of the cash weight in :attr:`OptimizationResult.weights`."""
 
-Method = Literal["risk_parity", "inverse_volatility", "previous", "cash", "fixed"]
+Method = Literal["risk_parity", "inverse_volatility", "previous", "cash", "fixed", "hold"]
 
 MIN_CORRELATION_EIGENVALUE: Final = 1e-8
 """Default ``optimize.singular_tolerance``: the smallest eigenvalue of the correlation

@@ -78,6 +78,18 @@ def save_risk_decision(
     )
 
 
+def previous_level(store: Store, before: date) -> int | None:
+    """The risk level (0-4) of the latest risk decision dated before ``before``; None
+    before the first."""
+    frame = store.select(
+        select(RISK_DECISIONS.c.level)
+        .where(RISK_DECISIONS.c.as_of < before)
+        .order_by(RISK_DECISIONS.c.as_of.desc())
+        .limit(1)
+    )
+    return None if frame.empty else int(frame.iloc[0, 0])
+
+
 def previous_targets(store: Store, before: date) -> dict[str, float]:
     """The latest target weights dated before ``before`` (``CASH`` left out)."""
     frame = store.select(
