@@ -68,10 +68,15 @@ def run_cli(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]
 
 RULES_DAILY = {
     "TILLER_STRATEGY__SIGNALS__RULE": "rules",
+    "TILLER_STRATEGY__SIGNALS__BUY_MOMENTUM": "0.02",
+    "TILLER_STRATEGY__SIGNALS__SELL_MOMENTUM": "-0.02",
     "TILLER_BACKTEST__CADENCE": "daily",
     "TILLER_OPTIMIZE__MIN_HOLDING_DAYS": "0",
+    "TILLER_OPTIMIZE__VOL_TARGET": "0.10",
 }
 """The strategy the flow-mechanics tests (crashes, reruns, locks, quarantine, the
-operator's screens) were worked out on: the rules signals, a rebalance every session and
-no minimum holding period.  The shipped default rebalances monthly, so a run of a few
-sessions would trade once and leave those tests nothing to check."""
+operator's screens) were worked out on: the rules signals with the SPEC's +-2% momentum
+thresholds, a rebalance every session, no minimum holding period and a 10% volatility
+target (their hand-derived orders, e.g. "QQQ 38, SPY 40 on 2021-06-01", come from it).
+The shipped default rebalances weekly, so a run of a few sessions would trade once and
+leave those tests nothing to check."""

@@ -46,7 +46,7 @@ def test_backtest_list_and_daily_report_of_a_date(tmp_path: Path) -> None:
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
     assert summary["start"] == "2020-01-02" and summary["end"] == "2020-06-30"
-    assert summary["cadence"] == "monthly"  # the shipped default
+    assert summary["cadence"] == "weekly"  # the shipped default
     metrics = summary["metrics"]
     for key in (
         "final_nav",

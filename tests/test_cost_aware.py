@@ -26,7 +26,7 @@ def optimize_config(make_settings: Any, **options: Any) -> Any:
         "max_turnover": 4.0,
         "max_trades": 100,
         "cash_buffer": 0.05,
-        "vol_target": None,  # the shipped default targets 10%; each test sets its own
+        "vol_target": None,  # each test sets its own
     }
     return make_settings(optimize={**base, **options}).optimize
 

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import MARKET
-from tests.helpers import cli_env, context
+from tests.helpers import cli_env, context, run_cli
 from tests.test_backtest import fixed_settings, synthetic_market
 from tiller.backtest.engine import run_backtest
 from tiller.progress import TerminalProgress, wanted
@@ -140,14 +140,7 @@ def test_a_daily_run_reports_its_stages(tmp_path: Path, monkeypatch: pytest.Monk
     assert calls == [(i, 9) for i in range(1, 10)]
 
 
-def _captured(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+_captured = run_cli
 
 
 def _in_a_terminal(env: dict[str, str], tmp_path: Path, *args: str) -> tuple[int, str]:

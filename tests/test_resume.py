@@ -14,19 +14,13 @@ import pytest
 from sqlalchemy import func, select
 
 from flows.daily_rebalance import STAGES
+from tests.helpers import run_cli
 from tiller.store.repo import BARS, DQ_REPORTS, RUNS, Store
 
 AS_OF = "2024-03-08"
 
 
-def _tiller(env: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
-    return subprocess.run(
-        [sys.executable, "-m", "tiller.cli", *args],
-        env=env,
-        capture_output=True,
-        text=True,
-        timeout=300,
-    )
+_tiller = run_cli
 
 
 @pytest.mark.parametrize("killed", ["ingest", "validate"])
