@@ -8,6 +8,7 @@ from collections.abc import Sequence
 from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tasks.portfolio import current_portfolio, returns_window
+from tiller.calendars import portfolio_calendar
 from tiller.domain import RiskLevel, Signal
 from tiller.pipeline import decide
 from tiller.portfolio.cadence import scheduled_on
@@ -30,7 +31,7 @@ def optimize_stage(
     locked = decide.holding_locks(ctx.as_of, portfolio.opened, config.min_holding_days)
     last_targets = decision_store.previous_targets(store, ctx.as_of)
     cadence = settings.backtest.cadence
-    calendar = "XNYS" if "XNYS" in {settings.calendar_of(s) for s in settings.symbols} else "24/7"
+    calendar = portfolio_calendar(settings.calendar_of(s) for s in settings.symbols)
     previous_level = decision_store.previous_level(store, ctx.as_of)  # None: the first run
     rebalance = decide.rebalances(
         scheduled_on(ctx.as_of, cadence, calendar, first=previous_level is None),

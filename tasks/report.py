@@ -23,6 +23,7 @@ from tasks.checkpoint import StageOutcome, fingerprint, run_stage
 from tasks.context import RunContext
 from tiller.errors import ConfigError
 from tiller.reporting.daily import DailyReportInputs, build_daily_report, why_not_executed
+from tiller.reporting.metrics import monthly_trading
 from tiller.reporting.render import Kind, render_html, summary_text
 from tiller.store import Tx
 from tiller.store import reports as db
@@ -69,8 +70,6 @@ class PaperTrading:
 
     def monthly(self, nav: pd.Series) -> pd.DataFrame:
         """:func:`tiller.reporting.metrics.monthly_trading` of these fills against ``nav``."""
-        from tiller.reporting.metrics import monthly_trading
-
         return monthly_trading(nav, self.traded, self.costs)
 
 
@@ -212,6 +211,7 @@ def _signals(
     executed = {t["symbol"] for t in trades if t["status"] not in FINAL_FAILURES}
     orders_done = bool(((stages["stage"] == "orders") & (stages["status"] == "completed")).any())
     optimization = db.optimization_on(store, as_of) or {}
+    hold = optimization.get("reason") if optimization.get("method") == "hold" else None
     skipped: dict[str, str] = {}
     for item in json.loads(optimization.get("skipped") or "[]"):
         if isinstance(item, list | tuple) and len(item) == 2:
@@ -227,10 +227,6 @@ def _signals(
                 reason = blocked[symbol]
             elif not orders_done:
                 reason = "no orders were placed: the orders stage did not complete this day"
-            elif optimization.get("method") == "hold" and not (
-                str(row["signal"]).upper() in ("SELL", "STRONG_SELL") and not weights.get(symbol)
-            ):  # (a sell of what is not held says so, whatever the day)
-                reason = f"{str(row['signal']).upper()}: {optimization.get('reason')}"
             else:
                 eligible = row.get("long_eligible")
                 reason = why_not_executed(
@@ -239,6 +235,7 @@ def _signals(
                     weights.get(symbol),
                     goals.get(symbol),
                     skipped.get(symbol),
+                    hold,
                 )
         row.pop("long_eligible", None)
         rows.append(

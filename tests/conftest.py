@@ -118,3 +118,34 @@ def prefect_api() -> Iterator[str]:
 
     with prefect_test_harness(server_startup_timeout=120):
         yield str(get_current_settings().api.url)
+
+
+@pytest.fixture
+def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[Any]:
+    """Slack's webhook and a json:// endpoint on 127.0.0.1 (apprise's Slack plugin is
+    pointed at it): :class:`tests.fakes.channels.Receiver`."""
+    from apprise.plugins.slack import NotifySlack
+
+    from tests.fakes.channels import Receiver
+    from tests.fakes.http import FakeServer
+
+    with FakeServer(Receiver) as server:
+        monkeypatch.setattr(NotifySlack, "webhook_url", f"{server.url}/services")
+        yield server
+
+
+@pytest.fixture
+def smtp() -> Iterator[tuple[int, Any]]:
+    """An SMTP server on 127.0.0.1: its port and the
+    :class:`tests.fakes.channels.MailHandler` that keeps what it receives."""
+    from aiosmtpd.controller import Controller
+
+    from tests.fakes.channels import MailHandler, free_port
+
+    handler = MailHandler()
+    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
+    controller.start()
+    try:
+        yield controller.port, handler
+    finally:
+        controller.stop()

@@ -5,17 +5,15 @@ from __future__ import annotations
 import base64
 import json
 import logging
-import socket
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime, timedelta
-from email import message_from_bytes
-from email.message import Message
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.fakes.http import FakeHandler, FakeServer
+from tests.fakes.channels import MailHandler, free_port
+from tests.fakes.http import FakeServer
 from tiller.alerts import (
     ALERT_LOG,
     AlertLevel,
@@ -43,59 +41,11 @@ class Clock:
         return self.now
 
 
-class Receiver(FakeHandler):
-    """Slack's webhook (answers ``ok``) and a json:// endpoint."""
-
-    def route(
-        self, method: str, path: str, query: dict[str, list[str]], body: bytes
-    ) -> tuple[int, dict[str, str], Any]:
-        if path.startswith("/services/"):
-            return 200, {"Content-Type": "text/plain"}, b"ok"
-        return 200, {}, {"ok": True}
-
-
-class MailHandler:
-    def __init__(self) -> None:
-        self.messages: list[Message] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.messages.append(message_from_bytes(envelope.content))
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture
 def store(sqlite_url: str) -> Iterator[Store]:
     store = Store.open(sqlite_url)  # migration 0004 creates alert_log
     yield store
     store.close()
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    from apprise.plugins.slack import NotifySlack
-
-    with FakeServer(Receiver) as server:
-        monkeypatch.setattr(NotifySlack, "webhook_url", f"{server.url}/services")
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, MailHandler]]:
-    from aiosmtpd.controller import Controller
-
-    handler = MailHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield controller.port, handler
-    finally:
-        controller.stop()
 
 
 def rows(store: Store) -> list[dict[str, Any]]:

@@ -16,7 +16,6 @@ import base64
 import datetime as dt
 import json
 import os
-import socket
 import subprocess
 import sys
 from collections.abc import Callable, Iterator
@@ -30,7 +29,8 @@ import pandas as pd
 import pytest
 from typer.testing import CliRunner
 
-from tests.fakes.http import FakeHandler, FakeServer
+from tests.fakes.channels import MailHandler, free_port
+from tests.fakes.http import FakeServer
 from tiller.alerts import ALERT_LOG, Notifier, flow_failed
 from tiller.channels import channel_label, url_problem
 from tiller.errors import ConfigError
@@ -42,54 +42,6 @@ SLACK_TOKENS = ("T0SECRETAA", "B0SECRETBB", "xoxSECRETcccccccccccccc")
 SLACK_URL = "slack://{}/{}/{}".format(*SLACK_TOKENS)
 PASSWORD = "hunter2SECRETpw"
 LIMIT = 200_000  # bytes: the summary email must stay well under this
-
-
-class Receiver(FakeHandler):
-    """Slack's webhook (answers ``ok``) and a json:// endpoint."""
-
-    def route(
-        self, method: str, path: str, query: dict[str, list[str]], body: bytes
-    ) -> tuple[int, dict[str, str], Any]:
-        if path.startswith("/services/"):
-            return 200, {"Content-Type": "text/plain"}, b"ok"
-        return 200, {}, {"ok": True}
-
-
-class MailHandler:
-    def __init__(self) -> None:
-        self.raw: list[bytes] = []
-
-    async def handle_DATA(self, server: Any, session: Any, envelope: Any) -> str:
-        self.raw.append(envelope.content)
-        return "250 Message accepted for delivery"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
-@pytest.fixture
-def receiver(monkeypatch: pytest.MonkeyPatch) -> Iterator[FakeServer]:
-    from apprise.plugins.slack import NotifySlack
-
-    with FakeServer(Receiver) as server:
-        monkeypatch.setattr(NotifySlack, "webhook_url", f"{server.url}/services")
-        yield server
-
-
-@pytest.fixture
-def smtp() -> Iterator[tuple[int, MailHandler]]:
-    from aiosmtpd.controller import Controller
-
-    handler = MailHandler()
-    controller = Controller(handler, hostname="127.0.0.1", port=free_port())
-    controller.start()
-    try:
-        yield controller.port, handler
-    finally:
-        controller.stop()
 
 
 @pytest.fixture

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import date, datetime, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
@@ -12,6 +13,12 @@ NEW_YORK = ZoneInfo("America/New_York")
 # Calendars are built once per process over a fixed, generous window.
 _FIRST = "1990-01-01"
 _LAST = "2040-12-31"
+
+
+def portfolio_calendar(names: Iterable[str]) -> str:
+    """The sessions a portfolio trading on the calendars ``names`` runs on: ``XNYS`` when
+    any asset trades there (crypto is then marked on exchange sessions), else ``24/7``."""
+    return "XNYS" if "XNYS" in set(names) else "24/7"
 
 
 @lru_cache(maxsize=4)

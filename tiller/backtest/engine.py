@@ -61,6 +61,7 @@ import pandas as pd
 
 from tiller.backtest.metrics import headline
 from tiller.backtest.result import DAILY_COLUMNS, EVENT_COLUMNS, TRADE_COLUMNS, BacktestResult
+from tiller.calendars import portfolio_calendar
 from tiller.calendars import sessions as calendar_sessions
 from tiller.domain import RiskLevel, Signal
 from tiller.errors import TillerError
@@ -229,8 +230,7 @@ class _Replay:
     # ------------------------------------------------------------------ set-up
     def _prepare(self, start: date, end: date) -> None:
         market = self.market
-        xnys = "XNYS" in set(self.calendars.values())
-        days = calendar_sessions("XNYS" if xnys else "24/7", start, end)
+        days = calendar_sessions(portfolio_calendar(self.calendars.values()), start, end)
         first_bar = market.grid.min()
         self.days = [d.date() for d in days if d >= first_bar]
         if not self.days:

@@ -62,15 +62,18 @@ def assess(
     window = returns.tail(settings.risk.correlation_window)
     classes = classes if classes is not None else asset_classes(settings, returns.columns)
     buyable = [s for s in window.columns if classes.get(s) != CRYPTO]
+    recovery = None  # no crypto: a recovery measures the whole portfolio, as it is
+    if len(buyable) < len(window.columns):
+        recovery = target_portfolio_returns(
+            ReturnWindow(window.select(buyable), tuple(buyable)), last_targets
+        )
     inputs = RiskInputs(
         as_of=day,
         nav=nav,
         previous_nav=previous_nav,
         returns=window,
         portfolio_returns=target_portfolio_returns(window, last_targets),
-        recovery_returns=target_portfolio_returns(
-            ReturnWindow(window.select(buyable), tuple(buyable)), last_targets
-        ),
+        recovery_returns=recovery,
         positions=positions,
         signals=tuple(signals),
         asset_classes=classes,

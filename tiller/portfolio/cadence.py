@@ -19,10 +19,12 @@ rebalances too, so exposure cuts happen the day they are decided (see the caller
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date
+from datetime import date, timedelta
 from typing import Literal
 
 import numpy as np
+
+from tiller import calendars
 
 Cadence = Literal["daily", "weekly", "monthly", "month_end", "once"]
 
@@ -63,10 +65,6 @@ def scheduled_on(day: date, cadence: Cadence, calendar: str, first: bool) -> boo
     """:func:`is_rebalance_day` of the daily flow's ``day`` on exchange ``calendar``, its
     neighbours read from the calendar (``first``: no earlier targets exist, so ``day``
     starts the first period)."""
-    from datetime import timedelta
-
-    from tiller import calendars
-
     before = calendars.sessions(calendar, day - timedelta(days=14), day - timedelta(days=1))
     after = calendars.sessions(calendar, day + timedelta(days=1), day + timedelta(days=14))
     previous = None if first or not len(before) else before[-1].date()

@@ -132,6 +132,7 @@ def why_not_executed(
     held_weight: float | None,
     target: float | None,
     skipped: str | None = None,
+    hold: str | None = None,
 ) -> str:
     """Why a signal led to no order, from what the day decided.
 
@@ -147,6 +148,8 @@ def why_not_executed(
         The optimiser's target weight; None or 0 when it gave none.
     skipped:
         Why the optimiser left the trade out (``turnover``, ``max trades``, ...), if it did.
+    hold:
+        Why the day kept its last targets (a day off the cadence), if it did.
 
     The checks that refuse an order outright (pre-trade rejections, failed orders, the
     risk stage's buy blocks) are the caller's: they come first.
@@ -157,9 +160,11 @@ def why_not_executed(
     held = weight > 0
     if skipped:
         return f"{kind}: the optimiser left the trade out ({skipped})"
+    if kind in _SELLS and not held:
+        return f"{kind}: nothing to sell, no position is held (Tiller never sells short)"
+    if hold:
+        return f"{kind}: {hold}"
     if kind in _SELLS:
-        if not held:
-            return f"{kind}: nothing to sell, no position is held (Tiller never sells short)"
         return (
             f"{kind}: still held at {weight:.1%} of NAV against a target of {goal:.1%}; the "
             "sell is under one lot or inside the no-trade band"

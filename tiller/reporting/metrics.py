@@ -249,6 +249,32 @@ def monthly_trading(nav: pd.Series, traded: pd.Series, costs: pd.Series) -> pd.D
     return out[list(TRADING_COLUMNS)]
 
 
+def trading_totals(table: pd.DataFrame) -> dict[str, float]:
+    """A span of :func:`monthly_trading` rows as one figure each.
+
+    Returns
+    -------
+    dict
+        ``sessions``, ``traded`` and ``costs`` (USD) summed, ``mean_nav`` over all the
+        sessions (USD), ``turnover_two_way`` summed (not scaled to a period),
+        ``turnover_one_way`` half of it, and the annualised
+        ``cost_drag = costs / mean_nav x 252 / sessions``.
+    """
+    sessions = float(table["sessions"].sum())
+    mean_nav = float((table["mean_nav"] * table["sessions"]).sum()) / sessions
+    costs = float(table["costs"].sum())
+    two_way = float(table["turnover_two_way"].sum())
+    return {
+        "sessions": sessions,
+        "traded": float(table["traded"].sum()),
+        "costs": costs,
+        "mean_nav": mean_nav,
+        "turnover_two_way": two_way,
+        "turnover_one_way": two_way / 2.0,
+        "cost_drag": costs / mean_nav * TRADING_DAYS / sessions,
+    }
+
+
 TRADING_MONTHS = 12
 """Months a report lists in its trading section (the most recent ones)."""
 
@@ -277,12 +303,10 @@ def trading_section(table: pd.DataFrame, months: int = TRADING_MONTHS) -> dict[s
     if table.empty:
         notes.append("No sessions recorded yet: no turnover or costs to show.")
         return {"months": [], "since_inception": None, "notes": notes}
-    sessions = int(table["sessions"].sum())
-    per_month = TRADING_DAYS / 12 / sessions
-    mean_nav = float((table["mean_nav"] * table["sessions"]).sum()) / sessions
-    two_way: float | None = float(table["turnover_two_way"].sum()) * per_month
-    costs = float(table["costs"].sum())
-    drag: float | None = costs / mean_nav * TRADING_DAYS / sessions
+    totals = trading_totals(table)
+    sessions = int(totals["sessions"])
+    two_way: float | None = totals["turnover_two_way"] * TRADING_DAYS / 12 / sessions
+    drag: float | None = totals["cost_drag"]
     if sessions < MIN_ANNUALISED_SESSIONS:
         two_way = drag = None
         notes.append(
@@ -300,8 +324,8 @@ def trading_section(table: pd.DataFrame, months: int = TRADING_MONTHS) -> dict[s
         "months": rows,
         "since_inception": {
             "sessions": sessions,
-            "traded": float(table["traded"].sum()),
-            "costs": costs,
+            "traded": totals["traded"],
+            "costs": totals["costs"],
             "turnover_one_way": None if two_way is None else two_way / 2.0,
             "turnover_two_way": two_way,
             "cost_drag": drag,

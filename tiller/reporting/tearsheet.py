@@ -27,7 +27,7 @@ import plotly.graph_objects as go
 from markupsafe import Markup
 
 from tiller.backtest.result import BacktestResult, BenchmarkRun
-from tiller.reporting.metrics import TRADING_DAYS, monthly_trading
+from tiller.reporting.metrics import TRADING_DAYS, monthly_trading, trading_totals
 from tiller.reporting.render import (
     LEVEL_COLOURS,
     NA,
@@ -200,21 +200,16 @@ def yearly_trading(trading: pd.DataFrame) -> list[dict[str, Any]]:
     """
     if trading.empty:
         return []
-    years = trading.groupby(trading.index.str[:4])
-    sessions = years["sessions"].sum()
-    mean_nav = (trading["mean_nav"] * trading["sessions"]).groupby(trading.index.str[:4]).sum()
-    mean_nav = mean_nav / sessions
-    costs = years["costs"].sum()
-    two_way = years["turnover_two_way"].sum()
     return [
         {
             "year": int(year),
-            "turnover_one_way": float(two_way[year]) / 2.0,
-            "turnover_two_way": float(two_way[year]),
-            "costs": float(costs[year]),
-            "cost_drag": float(costs[year] / mean_nav[year] * TRADING_DAYS / sessions[year]),
+            **{
+                k: v
+                for k, v in trading_totals(months).items()
+                if k in ("turnover_one_way", "turnover_two_way", "costs", "cost_drag")
+            },
         }
-        for year in two_way.index
+        for year, months in trading.groupby(trading.index.str[:4])
     ]
 
 
